@@ -60,7 +60,7 @@ class ConfigError(SnakepitError, ValueError):
     """
 
 
-class Shutdown(SnakepitError):  # noqa: N818  (an exit reason, named after OTP's)
+class Shutdown(SnakepitError):
     """Raise inside a supervised child to exit with reason ``shutdown``.
 
     A ``transient`` child that raises it is not restarted (OTP's ``{shutdown, R}``).

@@ -1,0 +1,251 @@
+"""Length-prefixed msgpack frames, sans-I/O: :func:`encode` and :class:`FrameDecoder`.
+
+A frame is a 4-byte big-endian unsigned length followed by exactly that many bytes
+holding one msgpack object: the message array ``[tag, *fields]``.
+
+msgpack options, the same on both sides:
+
+- encode with ``use_bin_type=True``: ``bytes`` travel as bin and ``str`` as str, so
+  each comes back as itself;
+- decode with ``raw=False`` (str is UTF-8 text) and ``strict_map_key=False``, so a
+  map keyed by ints (``{1: "a"}``) round-trips. A map keyed by an array (a Python
+  dict keyed by tuples) still cannot be decoded: ``use_list=True`` makes arrays
+  lists, which are unhashable. Such a frame is a :class:`ProtocolError`;
+- decoding is bounded: the frame length is checked against ``max_frame_bytes``
+  before the body is buffered, and msgpack's own limits (string, bin, array, map
+  lengths and nesting depth) are derived from the body's size.
+
+A decode error is never resumed from: :class:`FrameDecoder` is poisoned by the
+first error and every later :meth:`~FrameDecoder.feed` raises.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import msgpack
+
+from snakepit.exceptions import (
+    ConfigError,
+    FrameTooLarge,
+    ProtocolError,
+    SerializationError,
+)
+
+from ._messages import TAG_OF, Message, from_wire
+
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+"""The default limit on a frame's body, in bytes (64 MiB).
+
+.. versionadded:: 0.1
+"""
+
+HEADER_SIZE = 4
+"""The size of a frame header: a big-endian unsigned 32-bit body length.
+
+.. versionadded:: 0.1
+"""
+
+_LARGEST_FRAME = 2**32 - 1
+_HEADER = struct.Struct(">I")
+_pack_header = _HEADER.pack
+_unpack_header_from = _HEADER.unpack_from
+_unpackb = msgpack.unpackb
+# msgpack.Packer keeps an internal buffer, so each thread gets its own: one
+# Packer per thread is faster than packb() and safe without the GIL.
+_packers = threading.local()
+
+
+def encode(msg: Message, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes:
+    """Encode *msg* as one complete frame (header and body in one ``bytes``).
+
+    One object means one ``write`` for a small frame.
+
+    Args:
+        msg: a message of the :mod:`snakepit.protocol` family.
+        max_frame_bytes: the largest body the receiver accepts.
+
+    Returns:
+        The frame.
+
+    Raises:
+        SerializationError: *msg* is not a message, msgpack cannot encode one of
+            its fields, or the body would exceed *max_frame_bytes*. Nothing was
+            sent, so the channel is still good. (The receiver's limit is checked
+            here, on the sending side, because a frame it would refuse poisons
+            the channel.)
+
+    .. versionadded:: 0.1
+    """
+    tag = TAG_OF.get(type(msg))
+    if tag is None:
+        raise SerializationError(f"not a protocol message: {type(msg).__name__}")
+    try:
+        packer = _packers.packer
+    except AttributeError:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    try:
+        body: bytes = packer.pack((tag, *msg))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(f"cannot encode {type(msg).__name__}: {exc}") from exc
+    size = len(body)
+    if size > max_frame_bytes:
+        raise SerializationError(
+            f"{type(msg).__name__} encodes to {size} bytes, more than "
+            f"max_frame_bytes ({max_frame_bytes})"
+        )
+    return _pack_header(size) + body
+
+
+def decode_header(header: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> int:
+    """Return the body length announced by a 4-byte frame *header*.
+
+    For callers that read the header and then the body themselves; check the
+    result before reading (or allocating) the body.
+
+    Raises:
+        ProtocolError: *header* is not :data:`HEADER_SIZE` bytes long.
+        FrameTooLarge: the length exceeds *max_frame_bytes*.
+
+    .. versionadded:: 0.1
+    """
+    if len(header) != HEADER_SIZE:
+        raise ProtocolError(f"a frame header is 4 bytes, got {len(header)}")
+    (size,) = _HEADER.unpack(header)
+    if size > max_frame_bytes:
+        raise _too_large(size, max_frame_bytes)
+    return int(size)
+
+
+def decode_body(body: bytes | bytearray | memoryview) -> Message:
+    """Decode one frame *body* (without its header) into a message.
+
+    Raises:
+        ProtocolError: the body is not exactly one msgpack object, or not a
+            well-formed message (chained to msgpack's error, if any).
+        ProtocolVersionMismatch: the body is a ``Hello`` of another version.
+
+    .. versionadded:: 0.1
+    """
+    try:
+        obj = _unpackb(body, raw=False, strict_map_key=False)
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(
+            f"undecodable frame body of {len(body)} bytes: {type(exc).__name__}: {exc}"
+        ) from exc
+    return from_wire(obj)
+
+
+def _too_large(size: int, limit: int) -> FrameTooLarge:
+    return FrameTooLarge(
+        f"frame announces {size} bytes, more than max_frame_bytes ({limit})"
+    )
+
+
+class FrameDecoder:
+    """Turn a byte stream into messages, incrementally and without I/O.
+
+    Feed it whatever a read returned; it returns the messages completed so far and
+    keeps the rest. Work is linear in the bytes fed: complete frames are decoded
+    straight from the caller's buffer, and the consumed prefix of the internal
+    buffer is dropped once per feed.
+
+    The first error poisons the decoder (the stream can no longer be trusted to be
+    in sync): that feed raises, and so does every later one. Messages completed
+    earlier in the failing feed are discarded with it.
+
+    Args:
+        max_frame_bytes: the largest body accepted, checked against each header
+            before the body is buffered.
+
+    Raises:
+        ConfigError: *max_frame_bytes* is not between 1 and ``2**32 - 1``.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("_buf", "_error", "_max")
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        if (
+            type(max_frame_bytes) is not int
+            or not 1 <= max_frame_bytes <= _LARGEST_FRAME
+        ):
+            raise ConfigError(
+                f"max_frame_bytes must be an int in [1, 2**32 - 1], "
+                f"got {max_frame_bytes!r}"
+            )
+        self._max = max_frame_bytes
+        self._buf = bytearray()
+        self._error: ProtocolError | None = None
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame body this decoder accepts."""
+        return self._max
+
+    @property
+    def is_poisoned(self) -> bool:
+        """Whether an earlier error made this decoder unusable."""
+        return self._error is not None
+
+    @property
+    def needed(self) -> int:
+        """How many more bytes complete the frame being buffered (at least 1).
+
+        A reader can use it to size its next read for a large frame.
+        """
+        buffered = len(self._buf)
+        if buffered < HEADER_SIZE:
+            return HEADER_SIZE - buffered
+        (size,) = _unpack_header_from(self._buf)
+        return max(1, HEADER_SIZE + int(size) - buffered)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
+        """Add *data* to the stream and return the messages it completed, in order.
+
+        Raises:
+            FrameTooLarge: a header announced more than ``max_frame_bytes``.
+            ProtocolError: a body was not a valid message, or the decoder was
+                already poisoned.
+        """
+        if self._error is not None:
+            raise ProtocolError(
+                "the channel is poisoned by an earlier protocol error"
+            ) from self._error
+        buf = self._buf
+        source: bytes | bytearray | memoryview
+        if buf:
+            buf += data
+            source = buf
+        else:
+            source = data
+        end = len(source)
+        if end < HEADER_SIZE:
+            if source is not buf:
+                buf += data
+            return []
+        messages: list[Message] = []
+        pos = 0
+        limit = self._max
+        try:
+            with memoryview(source) as view:
+                while end - pos >= HEADER_SIZE:
+                    (size,) = _unpack_header_from(view, pos)
+                    if size > limit:
+                        raise _too_large(size, limit)
+                    stop = pos + HEADER_SIZE + size
+                    if stop > end:
+                        break
+                    messages.append(decode_body(view[pos + HEADER_SIZE : stop]))
+                    pos = stop
+                if source is not buf and pos < end:
+                    buf += view[pos:]
+        except ProtocolError as exc:
+            self._error = exc
+            self._buf = bytearray()
+            raise
+        if source is buf and pos:
+            del buf[:pos]
+        return messages

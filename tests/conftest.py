@@ -1,0 +1,39 @@
+"""Shared fixtures: the anyio backend and the child-process leak check."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio by default; modules may widen this."""
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left_behind() -> Iterator[None]:
+    """Fail a test that leaves a child process of the test process alive.
+
+    Processes that are already exiting get a bounded wait on their exit (not a
+    sleep); whatever is still alive then is killed and reported.
+    """
+    yield
+    me = psutil.Process(os.getpid())
+    children = me.children(recursive=True)
+    if not children:
+        return
+    _, alive = psutil.wait_procs(children, timeout=3.0)
+    if alive:
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=3.0)
+        described = ", ".join(f"{p.pid}" for p in alive)
+        pytest.fail(f"test left child processes behind: {described}")
