@@ -158,7 +158,7 @@ class WorkerError(SnakepitError):
     """Base of errors about a worker process or the work it ran."""
 
 
-_SIGNAL_HINTS = {_signal.SIGKILL: " (killed: out of memory?)"}
+_SIGNAL_HINTS: dict[int, str] = {_signal.SIGKILL: " (killed: out of memory?)"}
 
 
 class WorkerCrashed(WorkerError):

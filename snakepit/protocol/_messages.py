@@ -295,7 +295,7 @@ def from_wire(obj: object) -> Message:
 def _check_rare(msg: Message) -> None:
     """Type-check the fields of the rare messages the parent relies on."""
     if type(msg) is Error:
-        if msg.kind not in _ERROR_KINDS:
+        if type(msg.kind) is not str or msg.kind not in _ERROR_KINDS:
             raise ProtocolError(f"unknown error kind {msg.kind!r}")
         _expect(msg, "type", str)
         _expect(msg, "message", str)

@@ -143,8 +143,12 @@ class Killable(Protocol):
 StartFunction = Callable[..., Awaitable[Any]]
 
 
+def _default_shutdown(spec: ChildSpec) -> float | ShutdownPolicy:
+    return 5.0 if spec.type is ChildType.WORKER else INFINITY
+
+
 def _check_shutdown(_: object, __: attrs.Attribute[object], value: object) -> None:
-    if isinstance(value, ShutdownPolicy) or value is None:
+    if isinstance(value, ShutdownPolicy):
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(
@@ -181,11 +185,12 @@ class ChildSpec:
     restart: Restart = attrs.field(
         default=Restart.PERMANENT, validator=attrs.validators.instance_of(Restart)
     )
-    shutdown: float | ShutdownPolicy = attrs.field(
-        default=None, validator=_check_shutdown
-    )
     type: ChildType = attrs.field(
         default=ChildType.WORKER, validator=attrs.validators.instance_of(ChildType)
+    )
+    shutdown: float | ShutdownPolicy = attrs.field(
+        default=attrs.Factory(_default_shutdown, takes_self=True),
+        validator=_check_shutdown,
     )
     significant: bool = False
 
@@ -195,9 +200,6 @@ class ChildSpec:
                 f"child {self.id!r}: start must be an async callable, "
                 f"not {self.start!r}"
             )
-        if self.shutdown is None:
-            default = 5.0 if self.type is ChildType.WORKER else INFINITY
-            object.__setattr__(self, "shutdown", default)
         if self.significant and self.restart is Restart.PERMANENT:
             raise ConfigError(
                 f"child {self.id!r}: a permanent child cannot be significant "
@@ -224,6 +226,7 @@ class ChildInfo:
     """
 
     id: Hashable
+    #: What the child passed to ``task_status.started()``; ``None`` unless running.
     ref: object
     type: ChildType
     status: ChildStatus

@@ -85,16 +85,25 @@ class _Retry:
 
 
 class _StatusProxy:
-    """Passes ``started()`` through to anyio and remembers that it was called."""
+    """Passes ``started()`` through to anyio and remembers that it was called.
 
-    __slots__ = ("called", "inner")
+    Once the child has started, its scope is shielded: from then on only the
+    supervisor stops it (``scope.cancel()``), so a run cancelled from outside still
+    stops its children one at a time in reverse start order. Before that, a
+    cancelled start must be able to reach the child.
+    """
+
+    __slots__ = ("called", "inner", "scope")
 
     def __init__(self, inner: TaskStatus[Any]) -> None:
         self.inner = inner
         self.called = False
+        self.scope: anyio.CancelScope | None = None
 
     def started(self, value: object = None) -> None:
         self.called = True
+        if self.scope is not None:
+            self.scope.shield = True
         self.inner.started(value)
 
 
@@ -418,6 +427,7 @@ class Supervisor:
         try:
             with anyio.CancelScope() as scope:
                 child.scope = scope
+                status.scope = scope
                 try:
                     await child.spec.start(task_status=status)
                 except Shutdown as exc:
@@ -460,6 +470,7 @@ class Supervisor:
                 with anyio.move_on_after(KILL_GRACE):
                     await child.done.wait()
         child.status = ChildStatus.STOPPED
+        child.ref = None
         self._emit_exit(child, reason, None)
         return reason
 
@@ -506,6 +517,7 @@ class Supervisor:
         if self._children.get(child_id) is not child:
             return
         child.status = ChildStatus.STOPPED
+        child.ref = None
         if message.reason is ExitReason.ABNORMAL:
             logger.error(
                 "%s: child %r exited abnormally: %r",

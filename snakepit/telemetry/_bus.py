@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, TypeAlias, TypeVar, overload
 
@@ -74,13 +75,13 @@ def check_event_name(
         raise ValueError(
             f"{what} must not be empty; name the event, such as ('app', 'ready')"
         )
-    bad = [part for part in value if not isinstance(part, str) or not part]
-    if bad:
-        raise TypeError(
-            f"{what} {value!r}: every part must be a non-empty str; fix {bad!r}"
-        )
+    if not all(isinstance(part, str) for part in value):
+        raise TypeError(f"{what} {value!r}: every part must be a str")
+    if not all(value):
+        raise ValueError(f"{what} {value!r}: every part must be a non-empty str")
 
 
+@typing.final
 @attrs.frozen
 class HandlerInfo:
     """A handler attached to one event, as returned by :func:`list_handlers`.
@@ -235,7 +236,8 @@ def attach(
 
     .. versionadded:: 0.1
     """
-    attach_many(handler_id, (event,), handler, config)
+    check_event_name(event)
+    _attach(handler_id, [event], handler, config)
 
 
 @overload
@@ -273,6 +275,26 @@ def attach_many(
 
     .. versionadded:: 0.1
     """
+    if (
+        isinstance(events, (str, tuple))
+        and events
+        and all(isinstance(e, str) for e in events)
+    ):
+        raise TypeError(
+            f"events must be a collection of event names, got one name {events!r}; "
+            f"use attach() or wrap it: [{events!r}]"
+        )
+    names = list(events)
+    if not names:
+        raise ValueError("events must name at least one event")
+    for name in names:
+        check_event_name(name)
+    _attach(handler_id, names, handler, config)
+
+
+def _attach(
+    handler_id: str, events: list[EventName], handler: object, config: object
+) -> None:
     if not isinstance(handler_id, str):
         raise TypeError(f"handler_id must be a str; got {type(handler_id).__name__}")
     if not callable(handler):
@@ -280,18 +302,11 @@ def attach_many(
             "handler must be callable as handler(event, measurements, metadata, "
             f"config); got {handler!r}"
         )
-    if isinstance(events, tuple) and events and all(isinstance(e, str) for e in events):
-        raise TypeError(
-            f"events must be a collection of event names, got one name {events!r}; "
-            f"use attach() or wrap it: [{events!r}]"
-        )
-    names = list(dict.fromkeys(events))
-    if not names:
-        raise ValueError("events must name at least one event")
-    for name in names:
-        check_event_name(name)
     _registry.attach(
-        tuple(HandlerInfo(handler_id, name, handler, config) for name in names)
+        tuple(
+            HandlerInfo(handler_id, name, handler, config)
+            for name in dict.fromkeys(events)
+        )
     )
 
 

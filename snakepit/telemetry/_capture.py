@@ -20,6 +20,7 @@ from ._bus import EventName, Measurements, Metadata, _registry, check_event_name
 from ._catalogue import check_events
 
 
+@typing.final
 @attrs.frozen
 class CapturedEvent:
     """One event seen by :func:`capture_events`.

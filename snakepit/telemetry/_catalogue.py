@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import re
 import types
+import typing
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
@@ -96,6 +97,7 @@ def _check_keys(
         raise ValueError(f"EventSpec.{attribute.name} lists a key twice: {value!r}")
 
 
+@typing.final
 @attrs.frozen(kw_only=True)
 class EventSpec:
     """The declaration of one event (or one span) in the catalogue.

@@ -33,8 +33,10 @@ class Span:
     .. versionadded:: 0.1
     """
 
-    event_prefix: EventName
-    metadata: dict[str, object]
+    event_prefix: EventName = attrs.field(
+        validator=lambda _, __, value: check_event_name(value, "event_prefix")
+    )
+    metadata: dict[str, object] = attrs.field(factory=dict)
     start_time: float | None = None
 
     def set_metadata(self, **values: object) -> None:
@@ -107,5 +109,4 @@ def span(event_prefix: EventName, metadata: Mapping[str, object] | None = None) 
 
     .. versionadded:: 0.1
     """
-    check_event_name(event_prefix, "event_prefix")
     return Span(event_prefix, {} if metadata is None else dict(metadata))

@@ -39,17 +39,16 @@ class Probe:
         shutdown: Any = None,
         significant: bool = False,
     ) -> ChildSpec:
+        extra = {} if shutdown is None else {"shutdown": shutdown}
         return ChildSpec(
             id=child_id,
             start=partial(self.child, child_id),
             restart=restart,
-            shutdown=shutdown,
             significant=significant,
+            **extra,
         )
 
-    async def child(
-        self, child_id: Hashable, *, task_status: TaskStatus[Any]
-    ) -> None:
+    async def child(self, child_id: Hashable, *, task_status: TaskStatus[Any]) -> None:
         if self.fail_next[child_id] > 0:
             self.fail_next[child_id] -= 1
             raise RuntimeError(f"start of {child_id!r} failed on purpose")
@@ -106,7 +105,6 @@ class FakeClock:
 
 def supervisor_spec(child_id: Hashable, run: Any, **kwargs: Any) -> ChildSpec:
     return ChildSpec(id=child_id, start=run, type=ChildType.SUPERVISOR, **kwargs)
-
 
 
 class Outcome:

@@ -145,7 +145,10 @@ async def test_init_is_called_afresh_on_each_run() -> None:
 async def test_bad_specs_are_rejected_before_anything_starts() -> None:
     probe = Probe()
     sup = make_sup([probe.spec("a"), probe.spec("a")])
-    with anyio.fail_after(5), pytest.raises(ConfigError, match="two children with id 'a'"):
+    with (
+        anyio.fail_after(5),
+        pytest.raises(ConfigError, match="two children with id 'a'"),
+    ):
         await sup.run()
     assert probe.starts() == []
     with pytest.raises(ConfigError, match="permanent child cannot be significant"):
@@ -210,7 +213,9 @@ async def test_one_for_all_stops_others_in_reverse_and_restarts_in_order() -> No
             assert probe.stops() == ["d", "c", "a"]
             assert probe.starts() == ["a", "b", "c", "d"]
             assert refs(sup) == {i: (i, 2) for i in "abcd"}
-            assert [e.metadata["child_id"] for e in events.named(RESTARTED)] == list("abcd")
+            assert [e.metadata["child_id"] for e in events.named(RESTARTED)] == list(
+                "abcd"
+            )
             await sup.stop()
 
 
@@ -225,7 +230,12 @@ async def test_rest_for_one_keeps_earlier_children() -> None:
             await settle()
             assert probe.stops() == ["d", "c"]
             assert probe.starts() == ["b", "c", "d"]
-            assert refs(sup) == {"a": ("a", 1), "b": ("b", 2), "c": ("c", 2), "d": ("d", 2)}
+            assert refs(sup) == {
+                "a": ("a", 1),
+                "b": ("b", 2),
+                "c": ("c", 2),
+                "d": ("d", 2),
+            }
             await sup.stop()
 
 
@@ -423,7 +433,12 @@ async def test_runtime_api() -> None:
             with pytest.raises(DuplicateChild, match="'a'"):
                 await sup.start_child(probe.spec("a"))
             counts = sup.count_children()
-            assert (counts.specs, counts.active, counts.workers, counts.supervisors) == (
+            assert (
+                counts.specs,
+                counts.active,
+                counts.workers,
+                counts.supervisors,
+            ) == (
                 3,
                 3,
                 3,
@@ -530,7 +545,9 @@ async def test_shutdown_timeout_kills_and_reports() -> None:
             await tg.start(sup.run)
             await sup.stop()
     assert slow.killed.is_set()
-    reasons = {e.metadata["child_id"]: e.metadata["reason"] for e in events.named(EXITED)}
+    reasons = {
+        e.metadata["child_id"]: e.metadata["reason"] for e in events.named(EXITED)
+    }
     assert reasons == {"slow": "killed", "a": "shutdown"}
 
 

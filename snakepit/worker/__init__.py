@@ -1,0 +1,24 @@
+"""The worker side: the process ``python -m snakepit.worker`` runs.
+
+Standard library and msgpack only, so a worker starts fast under any interpreter.
+The parent builds the command line with :func:`command_line` and reads the exit
+status as an :class:`ExitCode`.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+from ._boot import main as main
+from ._options import MIN_FRAME_BYTES as MIN_FRAME_BYTES
+from ._options import ExitCode as ExitCode
+from ._options import WorkerOptions as WorkerOptions
+from ._options import command_line as command_line
+
+__all__ = (
+    "main",
+    "command_line",
+    "WorkerOptions",
+    "ExitCode",
+    "MIN_FRAME_BYTES",
+)

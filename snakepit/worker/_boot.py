@@ -1,0 +1,115 @@
+"""The worker's entry point and boot: process hygiene, then the adapter.
+
+Boot order matters. The protocol fds stop being inheritable, SIGINT is ignored and
+faulthandler is on before any user code runs; the parent-death signal is set
+before checking that the parent is still the expected one; and ``Hello`` is sent
+only after ``setup()`` succeeded, so a parent that got ``Hello`` has a worker
+that can serve.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import importlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from snakepit.adapter import Adapter
+
+from ._options import USAGE, ExitCode, UsageError, WorkerOptions, parse_args
+from ._report import report
+from ._runtime import Runtime
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a worker: ``python -m snakepit.worker --adapter M:C --fds R,W ...``.
+
+    Args:
+        argv: the flags; defaults to ``sys.argv[1:]``.
+
+    Returns:
+        The process exit status, an :class:`ExitCode`. End of file on the
+        request channel, a broken reply channel and a parent already dead at
+        boot end the process directly (``os._exit``) instead of returning.
+
+    .. versionadded:: 0.1
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args in (["-h"], ["--help"]):
+        sys.stdout.write(USAGE)
+        return ExitCode.OK
+    try:
+        options = parse_args(args)
+        _prepare_process(options)
+    except UsageError as exc:
+        sys.stderr.write(f"{USAGE}snakepit worker: error: {exc}\n")
+        return ExitCode.USAGE
+    loaded = _load_adapter(options)
+    if not isinstance(loaded, Adapter):
+        return loaded
+    return Runtime(loaded, options).run()
+
+
+def _prepare_process(options: WorkerOptions) -> None:
+    """Make the process a well-behaved child; exit at once if orphaned already."""
+    for fd in (options.request_fd, options.reply_fd):
+        try:
+            # Grandchildren spawned with close_fds=False must not hold our pipes
+            # open, or the parent would never see end of file.
+            os.set_inheritable(fd, False)
+        except OSError as exc:
+            raise UsageError(f"--fds: fd {fd} is not usable: {exc}") from exc
+    # Ctrl-C belongs to the parent, which shuts its workers down in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.stderr is not None:
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+    if sys.platform.startswith("linux"):
+        _set_parent_death_signal()
+    if options.parent_pid is not None and os.getppid() != options.parent_pid:
+        os._exit(ExitCode.OK)  # the parent died before prctl took effect
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)  # stdout is a log pipe: lines, promptly
+
+
+def _set_parent_death_signal() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (best effort)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 is PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # end of file on the request fd still ends the worker
+
+
+def _load_adapter(options: WorkerOptions) -> Adapter | ExitCode:
+    """Import, build and set up the adapter; or report why not, and how to exit."""
+    spec = options.adapter
+    module_name, _, qualname = spec.partition(":")
+    try:
+        target: object = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except BaseException as exc:
+        report(f"cannot import adapter {spec!r}", exc)
+        return ExitCode.ADAPTER_IMPORT
+    if not (isinstance(target, type) and issubclass(target, Adapter)):
+        report(f"adapter {spec!r} is {target!r}, not a snakepit.adapter.Adapter")
+        return ExitCode.ADAPTER_IMPORT
+    if options.threads > 1 and not target.__thread_safe__:
+        report(
+            f"adapter {spec!r} is not declared thread-safe, so it cannot run with "
+            f"--threads {options.threads}; subclass ThreadSafeAdapter or set "
+            "__thread_safe__ = True once it is"
+        )
+        return ExitCode.ADAPTER_IMPORT
+    try:
+        adapter = target(**dict(options.adapter_args or {}))
+        adapter.setup()
+    except BaseException as exc:
+        report(f"setup of adapter {spec!r} failed", exc)
+        return ExitCode.ADAPTER_SETUP
+    return adapter

@@ -1,0 +1,447 @@
+"""Serve calls: the reader, the call threads, and the orderly shutdown.
+
+Threads, and who does what:
+
+- the **main thread** sends ``Hello``, then waits for ``Shutdown``; it then drains
+  the call threads (calls already queued still run), runs ``teardown()``, sends
+  ``Bye`` and returns the exit status;
+- the **reader** reads the request fd, answers ``Ping`` itself (so a health check
+  works while a command runs), checks each ``Call`` (fields, command, arguments)
+  and queues it, and flags cancelled streams;
+- ``--threads`` **call threads** take calls from one queue, run them and write
+  the result. Every frame is encoded outside, and written whole under, one lock.
+
+End of file on the request fd (parent gone, or it closed the pipe) and a broken
+reply pipe end the process at once with ``os._exit(0)``: nobody is left to read
+results, so calls in flight are abandoned and ``teardown()`` is not run. After
+``Shutdown``, end of file is expected and the drain continues.
+
+Each call ends with exactly one terminal frame: ``Reply`` or ``Error`` for a plain
+command; ``End`` or ``Error`` (after any number of ``Chunk``) for a stream.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from queue import SimpleQueue
+from typing import cast
+
+from snakepit.adapter import (
+    Adapter,
+    _call_context,  # set around each call, read by current_session_id()
+)
+from snakepit.exceptions import (
+    CommandNotFound,
+    InvalidArguments,
+    ProtocolError,
+    SerializationError,
+)
+from snakepit.protocol import (
+    PROTOCOL_VERSION,
+    Bye,
+    Call,
+    Cancel,
+    Chunk,
+    End,
+    Error,
+    ErrorKind,
+    FrameDecoder,
+    Hello,
+    Ping,
+    Pong,
+    Reply,
+    Shutdown,
+    encode,
+)
+
+from ._dispatch import Command, CommandTable
+from ._options import ExitCode, WorkerOptions
+from ._report import (
+    clip,
+    describe,
+    exit_now,
+    format_traceback,
+    printable,
+    report,
+    safe_str,
+)
+
+_READ_SIZE = 64 * 1024  # below glibc's mmap threshold: no mmap per small read
+_MAX_READ_SIZE = 16 * 1024 * 1024
+_MAX_MESSAGE_CHARS = 64 * 1024
+_MAX_TRACEBACK_CHARS = 256 * 1024
+_EXCEPTION = ErrorKind.EXCEPTION.value
+_RESULT_ENCODING = ErrorKind.RESULT_ENCODING.value
+
+
+def rss_bytes() -> int:
+    """Return the resident set size from /proc (cheap), or 0 where there is none.
+
+    ``resource.getrusage`` is not a fallback: it reports the *peak*, which never
+    goes down, and would make a recycler retire a worker forever after one spike.
+    """
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+try:
+    _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+except (AttributeError, ValueError, OSError):
+    _PAGE_SIZE = 4096
+
+
+class _Stream:
+    """The cancellation flag of one streaming call."""
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+
+# call id, command, arguments, stream state (None: not a stream), session id
+_Job = tuple[int, Command, dict[str, object], _Stream | None, str | None]
+
+
+# --- Serving ---
+
+
+class Runtime:
+    """One worker's serving loop around one set-up adapter."""
+
+    def __init__(self, adapter: Adapter, options: WorkerOptions) -> None:
+        self._adapter = adapter
+        self._options = options
+        self._table = CommandTable(adapter)
+        self._max = options.max_frame_bytes
+        self._queue: SimpleQueue[_Job | None] = SimpleQueue()
+        self._write_lock = threading.Lock()
+        self._said_bye = False
+        self._state_lock = threading.Lock()
+        self._in_flight = 0
+        self._streams: dict[int, _Stream] = {}
+        self._closing = False  # the reader's own flag: no new calls
+        self._shutdown = threading.Event()
+
+    def run(self) -> int:
+        """Send ``Hello``, serve until ``Shutdown``, then drain and say ``Bye``."""
+        cls = type(self._adapter)
+        is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+        hello = Hello(
+            PROTOCOL_VERSION,
+            os.getpid(),
+            sys.version.split()[0],
+            True if is_gil_enabled is None else bool(is_gil_enabled()),
+            f"{cls.__module__}:{cls.__qualname__}",
+            {
+                name: {"stream": info.stream, "doc": info.doc}
+                for name, info in cls.commands().items()
+            },
+            self._options.threads,
+        )
+        try:
+            frame = encode(hello, self._max)
+        except SerializationError as exc:
+            report("cannot send Hello", exc)
+            return ExitCode.ADAPTER_SETUP
+        self._write_or_exit(frame)
+        callers = [
+            threading.Thread(
+                target=self._serve_calls, name=f"snakepit-call-{i}", daemon=True
+            )
+            for i in range(self._options.threads)
+        ]
+        for thread in callers:
+            thread.start()
+        threading.Thread(
+            target=self._read_requests, name="snakepit-reader", daemon=True
+        ).start()
+        self._shutdown.wait()
+        for _ in callers:
+            self._queue.put(None)
+        for thread in callers:
+            thread.join()
+        code = ExitCode.OK
+        try:
+            self._adapter.teardown()
+        except BaseException as exc:
+            report("teardown() raised", exc)
+            code = ExitCode.TEARDOWN_FAILED
+        self._write(encode(Bye()), last=True)
+        return code
+
+    # --- Writing ---
+
+    def _write(self, frame: bytes, *, last: bool = False) -> bool:
+        """Write one whole frame; return False if the reply pipe is broken."""
+        fd = self._options.reply_fd
+        with self._write_lock:
+            if self._said_bye:
+                return True
+            self._said_bye = last
+            try:
+                written = os.write(fd, frame)
+                if written < len(frame):
+                    with memoryview(frame) as view:
+                        while written < len(frame):
+                            written += os.write(fd, view[written:])
+            except OSError:
+                return False
+        return True
+
+    def _write_or_exit(self, frame: bytes) -> None:
+        if not self._write(frame) and not self._shutdown.is_set():
+            exit_now(ExitCode.OK)  # the parent is gone, or closed our reply pipe
+
+    # --- The reader ---
+
+    def _read_requests(self) -> None:
+        try:
+            self._read_loop()
+        except BaseException as exc:
+            report("internal error in the request reader", exc)
+            exit_now(ExitCode.INTERNAL_ERROR)
+
+    def _read_loop(self) -> None:
+        decoder = FrameDecoder(self._max)
+        fd = self._options.request_fd
+        while True:
+            size = min(max(_READ_SIZE, decoder.needed), _MAX_READ_SIZE)
+            try:
+                data = os.read(fd, size)
+            except OSError as exc:
+                exit_now(
+                    ExitCode.PROTOCOL_ERROR, f"cannot read the request channel: {exc}"
+                )
+            if not data:
+                if self._shutdown.is_set():
+                    return  # expected after Shutdown; the main thread finishes
+                exit_now(ExitCode.OK)
+            try:
+                messages = decoder.feed(data)
+            except ProtocolError as exc:
+                exit_now(
+                    ExitCode.PROTOCOL_ERROR,
+                    f"protocol error on the request channel: {exc}",
+                )
+            for msg in messages:
+                if type(msg) is Call:
+                    self._accept(msg)
+                elif type(msg) is Ping:
+                    self._pong(msg)
+                elif type(msg) is Cancel:
+                    self._cancel(msg)
+                elif type(msg) is Shutdown:
+                    self._begin_shutdown()
+                else:
+                    exit_now(
+                        ExitCode.PROTOCOL_ERROR,
+                        "protocol error on the request channel: a parent does not "
+                        f"send {type(msg).__name__}",
+                    )
+
+    def _accept(self, call: Call) -> None:
+        call_id, name, args, session_id, deadline = call
+        problem = _malformed(name, args, session_id, deadline)
+        if problem is not None:
+            self._send_error(call_id, ErrorKind.DECODE.value, "TypeError", problem)
+            return
+        if self._closing:
+            self._send_error(
+                call_id,
+                ErrorKind.SHUTTING_DOWN.value,
+                "WorkerShuttingDown",
+                f"the worker is shutting down; command {name!r} was not run",
+            )
+            return
+        try:
+            command = self._table.get(name)
+            command.check(args)
+        except CommandNotFound as exc:
+            self._send_error(
+                call_id, ErrorKind.COMMAND_NOT_FOUND.value, exc.remote_type, exc.message
+            )
+            return
+        except InvalidArguments as exc:
+            self._send_error(
+                call_id, ErrorKind.INVALID_ARGUMENTS.value, exc.remote_type, exc.message
+            )
+            return
+        stream = _Stream() if command.stream else None
+        with self._state_lock:
+            self._in_flight += 1
+            if stream is not None:
+                self._streams[call_id] = stream
+        self._queue.put((call_id, command, args, stream, session_id))
+
+    def _pong(self, ping: Ping) -> None:
+        with self._state_lock:
+            in_flight = self._in_flight
+        self._write_or_exit(encode(Pong(ping.id, rss_bytes(), in_flight)))
+
+    def _cancel(self, cancel: Cancel) -> None:
+        with self._state_lock:
+            stream = self._streams.get(cancel.id)
+        if stream is not None:
+            stream.cancelled = True  # seen by the call thread between two chunks
+
+    def _begin_shutdown(self) -> None:
+        self._closing = True
+        self._shutdown.set()
+
+    def _send_error(
+        self, call_id: int, kind: str, type_name: str, message: str
+    ) -> None:
+        self._write_or_exit(
+            self._error_frame(Error(call_id, kind, type_name, message, ""))
+        )
+
+    # --- The call threads ---
+
+    def _serve_calls(self) -> None:
+        try:
+            get = self._queue.get
+            context = _call_context
+            while True:
+                job = get()
+                if job is None:
+                    return
+                call_id, command, args, stream, context.session_id = job
+                if stream is None:
+                    frame = self._run_call(call_id, command, args)
+                else:
+                    frame = self._run_stream(call_id, command, args, stream)
+                context.session_id = None
+                del job, args
+                self._write_or_exit(frame)
+        except BaseException as exc:
+            report("internal error in a call thread", exc)
+            exit_now(ExitCode.INTERNAL_ERROR)
+
+    def _run_call(
+        self, call_id: int, command: Command, args: dict[str, object]
+    ) -> bytes:
+        try:
+            value = command.func(**args)
+        except BaseException as exc:
+            frame = self._exception_frame(call_id, exc)
+        else:
+            try:
+                frame = encode(Reply(call_id, value), self._max)
+            except SerializationError as exc:
+                frame = self._encoding_error(
+                    call_id, f"the result of command {command.name!r}", value, exc
+                )
+        with self._state_lock:
+            self._in_flight -= 1
+        return frame
+
+    def _run_stream(
+        self, call_id: int, command: Command, args: dict[str, object], stream: _Stream
+    ) -> bytes:
+        try:
+            if stream.cancelled:
+                return encode(End(call_id))  # cancelled before it started
+            try:
+                items = iter(cast("Iterable[object]", command.func(**args)))
+            except BaseException as exc:
+                return self._exception_frame(call_id, exc)
+            return self._pump(call_id, command, items, stream)
+        finally:
+            with self._state_lock:
+                self._in_flight -= 1
+                self._streams.pop(call_id, None)
+
+    def _pump(
+        self, call_id: int, command: Command, items: Iterator[object], stream: _Stream
+    ) -> bytes:
+        """Send the stream's chunks; return its last frame (End or Error)."""
+        count = 0
+        while True:
+            if stream.cancelled:
+                _close(items)
+                return encode(End(call_id))
+            try:
+                item = next(items)
+            except StopIteration:
+                return encode(End(call_id))
+            except BaseException as exc:
+                return self._exception_frame(call_id, exc)
+            try:
+                chunk = encode(Chunk(call_id, item), self._max)
+            except SerializationError as exc:
+                _close(items)
+                return self._encoding_error(
+                    call_id, f"chunk {count} of command {command.name!r}", item, exc
+                )
+            del item
+            self._write_or_exit(chunk)
+            count += 1
+
+    # --- Error frames ---
+
+    def _exception_frame(self, call_id: int, exc: BaseException) -> bytes:
+        return self._error_frame(
+            Error(
+                call_id,
+                _EXCEPTION,
+                type(exc).__name__,
+                clip(safe_str(exc), _MAX_MESSAGE_CHARS),
+                clip(format_traceback(exc, skip=1), _MAX_TRACEBACK_CHARS),
+            )
+        )
+
+    def _encoding_error(
+        self, call_id: int, what: str, value: object, exc: SerializationError
+    ) -> bytes:
+        type_name = type(value).__name__
+        message = f"{what} cannot be sent: {exc} (a {type_name}: {describe(value)})"
+        return self._error_frame(
+            Error(call_id, _RESULT_ENCODING, type_name, message, "")
+        )
+
+    def _error_frame(self, error: Error) -> bytes:
+        """Encode *error*, shrinking it until it fits in a frame."""
+        try:
+            return encode(error, self._max)
+        except SerializationError:
+            pass  # too large, or text msgpack refuses (lone surrogates): shrink
+        call_id, kind, type_name, message, _ = error
+        return encode(
+            Error(
+                call_id, kind, printable(type_name, 100), printable(message, 400), ""
+            ),
+            self._max,
+        )
+
+
+def _close(items: Iterator[object]) -> None:
+    """Close a cancelled or failed stream's generator; report, never raise."""
+    close = getattr(items, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except BaseException as exc:
+        report("closing a stream raised", exc)
+
+
+def _malformed(
+    name: object, args: object, session_id: object, deadline: object
+) -> str | None:
+    """Say what is wrong with a call's fields, or return None."""
+    if type(name) is not str:
+        return f"Call.command must be a str, got {type(name).__name__}"
+    if type(args) is not dict:
+        return f"Call.args must be a map, got {type(args).__name__}"
+    if session_id is not None and type(session_id) is not str:
+        return f"Call.session_id must be a str or nil, got {type(session_id).__name__}"
+    if deadline is not None and type(deadline) not in (int, float):
+        return f"Call.deadline must be a number or nil, got {type(deadline).__name__}"
+    return None

@@ -1,0 +1,1 @@
+"""Tiny adapters that tests start real workers with (``tests.workers.basic:...``)."""
