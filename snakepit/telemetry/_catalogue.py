@@ -230,6 +230,60 @@ _SPECS: tuple[EventSpec, ...] = (
         metadata=("worker_id", "pool", "reason"),
         description="A worker failed its health check and is being replaced.",
     ),
+    EventSpec(
+        name=("snakepit", "worker", "started"),
+        measurements=("count", "startup_seconds"),
+        metadata=("worker_id", "pool", "pid"),
+        description="A worker process finished its handshake and takes calls.",
+    ),
+    EventSpec(
+        name=("snakepit", "worker", "exited"),
+        measurements=("count", "uptime_seconds"),
+        metadata=(
+            "worker_id",
+            "pool",
+            "pid",
+            "reason",
+            "exit_code",
+            "signal",
+            "in_flight",
+        ),
+        description=(
+            "A worker process exited. `reason`: shutdown, exited (crash), timeout, "
+            "abandoned, protocol_error, channel_closed, killed...; `exit_code` or "
+            "`signal`; `in_flight` calls failed with it."
+        ),
+    ),
+    EventSpec(
+        name=("snakepit", "worker", "restarted"),
+        measurements=("count",),
+        metadata=("worker_id", "previous_worker_id", "pool", "pid"),
+        description="A new worker replaced `previous_worker_id` in its slot.",
+    ),
+    # Pools and requests (snakepit.pool).
+    EventSpec(
+        name=("snakepit", "request"),
+        kind=EventKind.SPAN,
+        measurements=(),
+        metadata=("pool", "command"),
+        stop_metadata=("worker_id", "success"),
+        description=(
+            "One call, from submission to outcome (queueing included); "
+            "`worker_id` is None if it never reached a worker."
+        ),
+    ),
+    EventSpec(
+        name=("snakepit", "pool", "saturated"),
+        measurements=("count", "queued"),
+        metadata=("pool", "max_queue_size"),
+        description="A call was refused at once: the queue was full.",
+    ),
+    EventSpec(
+        name=("snakepit", "pool", "queue_timeout"),
+        measurements=("count", "waited_seconds"),
+        metadata=("pool", "command"),
+        description="A call waited `queue_timeout` for a worker and was dropped.",
+    ),
 )
 
 

@@ -1,0 +1,501 @@
+"""A pool: supervised worker processes and the dispatcher in front of them.
+
+The dispatcher is plain in-process state: each worker has a capacity and a load; a
+call goes to the least-loaded worker with room (or to its session's worker), else
+waits in a FIFO queue bounded by ``max_queue_size`` and ``queue_timeout``. Capacity
+frees when the worker's answer arrives, so no slot ever leaks, whatever the caller
+did meanwhile.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, final
+
+import anyio
+import attrs
+from anyio.abc import TaskStatus
+
+from snakepit import telemetry
+from snakepit.config import PoolConfig
+from snakepit.exceptions import (
+    PoolClosed,
+    PoolSaturated,
+    PoolUnavailable,
+    QueueTimeout,
+    RestartIntensityExceeded,
+    WorkerStartError,
+)
+from snakepit.profiles import profile_for
+from snakepit.protocol import Call, encode
+from snakepit.supervisor import ChildSpec, Restart, Strategy, Supervisor
+
+from ._slot import WorkerSlot
+from ._stream import ChunkStream
+from ._worker import WorkerProcess, _ShuttingDown
+
+__all__ = ("Pool", "open_pool")
+
+logger = logging.getLogger("snakepit.pool")
+
+_E_SATURATED = ("snakepit", "pool", "saturated")
+_E_QUEUE_TIMEOUT = ("snakepit", "pool", "queue_timeout")
+_E_RESTARTED = ("snakepit", "worker", "restarted")
+
+#: How often a call refused by a stopping worker is sent elsewhere.
+_MAX_REDISPATCH = 3
+#: Sessions remembered for affinity (oldest forgotten first).
+_MAX_SESSIONS = 10_000
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    session_id: str | None
+    event: anyio.Event = attrs.Factory(anyio.Event)
+    worker: WorkerProcess | None = None
+    error: BaseException | None = None
+    gone: bool = False
+
+
+class _PoolSupervisor(Supervisor):
+    """One permanent slot per worker, restarted one for one."""
+
+    strategy = Strategy.ONE_FOR_ONE
+
+    def __init__(self, pool: Pool) -> None:
+        super().__init__(name=f"pool:{pool.config.name}")
+        self.intensity = pool.config.restart_intensity
+        self.period = pool.config.restart_period
+        self._pool = pool
+
+    def init(self) -> list[ChildSpec]:
+        return [
+            ChildSpec(
+                id=f"slot-{i}",
+                start=self._pool._make_slot(i).run,
+                restart=Restart.PERMANENT,
+                shutdown=self._pool.config.shutdown_timeout + 5.0,
+            )
+            for i in range(self._pool.config.pool_size)
+        ]
+
+
+@final
+class Pool:
+    """Worker processes of one adapter and profile, and the calls sent to them.
+
+    Build one with :func:`open_pool`, or run :meth:`run` as a supervised child.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, config: PoolConfig) -> None:
+        self.config = config
+        profile = profile_for(config.worker_profile)()
+        self._capacity = profile.capacity(config.threads_per_worker)
+        self._kill_on_abandon = profile.kill_on_abandon
+        self._workers: dict[str, WorkerProcess] = {}
+        self._queue: collections.deque[_Waiter] = collections.deque()
+        self._sessions: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._ids = itertools.count(1)
+        self._worker_ids = itertools.count(1)
+        self._limiter = anyio.CapacityLimiter(config.startup_batch_size)
+        self._supervisor = _PoolSupervisor(self)
+        self._closed = False
+        self._broken: BaseException | None = None
+        self._last_start_failure: WorkerStartError | None = None
+        self._changed = anyio.Event()
+        self._stats = dict.fromkeys(
+            ("requests", "errors", "queue_timeouts", "saturated", "restarts"), 0
+        )
+
+    # --- Running ---
+
+    async def run(
+        self, *, task_status: TaskStatus[Pool] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Start ``pool_size`` workers; report started once all are ready; serve
+        until :meth:`aclose` (or cancellation).
+
+        Raises:
+            PoolUnavailable: workers could not be started (past the restart
+                intensity); chained to the last start failure, whose message
+                carries the worker's stderr tail.
+        """
+        try:
+            async with anyio.create_task_group() as tg:
+                sup_done = anyio.Event()
+
+                async def supervise() -> None:
+                    try:
+                        await self._supervisor.run()
+                    except RestartIntensityExceeded as exc:
+                        self._break(exc)
+                    finally:
+                        sup_done.set()
+                        self._notify()
+
+                tg.start_soon(supervise)
+                while (
+                    len(self._workers) < self.config.pool_size and not sup_done.is_set()
+                ):
+                    await self._wait_changed()
+                if not sup_done.is_set():
+                    task_status.started(self)
+                await sup_done.wait()
+            if self._broken is not None and not self._closed:
+                raise self._unavailable()
+        finally:
+            self._closed = True
+            self._fail_queue(PoolClosed(f"pool {self.config.name!r} is closed"))
+
+    async def aclose(self) -> None:
+        """Stop taking calls, fail queued ones with :class:`PoolClosed`, let calls
+        in flight finish (within ``shutdown_timeout``), and stop every worker."""
+        self._closed = True
+        self._fail_queue(PoolClosed(f"pool {self.config.name!r} is shutting down"))
+        await self._supervisor.stop()
+
+    def _break(self, exc: BaseException) -> None:
+        self._broken = exc
+        self._fail_queue(self._unavailable())
+
+    def _unavailable(self) -> PoolUnavailable:
+        cause = self._last_start_failure
+        detail = f": {cause}" if cause is not None else ""
+        error = PoolUnavailable(
+            f"pool {self.config.name!r}: workers could not be started{detail}"
+        )
+        error.__cause__ = cause or self._broken
+        return error
+
+    # --- Slots and workers (called by the slots and workers) ---
+
+    def _make_slot(self, index: int) -> WorkerSlot:
+        return WorkerSlot(
+            index,
+            self._make_worker,
+            self._limiter,
+            self._record_start_failure,
+            self._count_restart,
+        )
+
+    def _make_worker(self) -> WorkerProcess:
+        return WorkerProcess(
+            self.config,
+            f"{self.config.name}-{next(self._worker_ids)}",
+            capacity=self._capacity,
+            kill_on_abandon=self._kill_on_abandon,
+            on_ready=self._worker_ready,
+            on_gone=self._worker_gone,
+            on_release=self._release,
+        )
+
+    def _record_start_failure(self, failure: WorkerStartError) -> None:
+        self._last_start_failure = failure
+        logger.error("%s", failure)
+
+    def _count_restart(self, previous: WorkerProcess, worker: WorkerProcess) -> None:
+        self._stats["restarts"] += 1
+        telemetry.execute(
+            _E_RESTARTED,
+            {"count": 1},
+            {
+                "worker_id": worker.id,
+                "previous_worker_id": previous.id,
+                "pool": self.config.name,
+                "pid": worker.pid,
+            },
+        )
+
+    def _worker_ready(self, worker: WorkerProcess) -> None:
+        self._workers[worker.id] = worker
+        self._serve_queue(worker)
+        self._notify()
+
+    def _worker_gone(self, worker: WorkerProcess) -> None:
+        self._workers.pop(worker.id, None)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _wait_changed(self) -> None:
+        await self._changed.wait()
+
+    # --- Dispatch ---
+
+    def _next_id(self) -> int:
+        return next(self._ids)
+
+    def _pick(self, session_id: str | None) -> WorkerProcess | None:
+        if session_id is not None:
+            wid = self._sessions.get(session_id)
+            worker = self._workers.get(wid) if wid is not None else None
+            if worker is not None and worker.load < worker.capacity:
+                return worker
+        best: WorkerProcess | None = None
+        for worker in self._workers.values():
+            if worker.load < worker.capacity and (
+                best is None or worker.load < best.load
+            ):
+                best = worker
+                if worker.load == 0:
+                    break
+        return best
+
+    def _take(self, worker: WorkerProcess, session_id: str | None) -> WorkerProcess:
+        worker.load += 1
+        if session_id is not None:
+            self._sessions[session_id] = worker.id
+            self._sessions.move_to_end(session_id)
+            if len(self._sessions) > _MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+        return worker
+
+    async def _acquire(self, session_id: str | None, command: str) -> WorkerProcess:
+        """Wait for a worker with free capacity and take one unit of it."""
+        self._check_open()
+        if not self._queue:
+            worker = self._pick(session_id)
+            if worker is not None:
+                return self._take(worker, session_id)
+        if len(self._queue) >= self.config.max_queue_size:
+            self._stats["saturated"] += 1
+            telemetry.execute(
+                _E_SATURATED,
+                {"count": 1, "queued": len(self._queue)},
+                {
+                    "pool": self.config.name,
+                    "max_queue_size": self.config.max_queue_size,
+                },
+            )
+            raise PoolSaturated(
+                f"pool {self.config.name!r}: {len(self._queue)} calls already wait "
+                f"(max_queue_size={self.config.max_queue_size}); try again later or "
+                f"raise max_queue_size"
+            )
+        waiter = _Waiter(session_id)
+        self._queue.append(waiter)
+        begin = anyio.current_time()
+        try:
+            with anyio.move_on_after(self.config.queue_timeout):
+                await waiter.event.wait()
+        except BaseException:
+            self._leave_queue(waiter)
+            raise
+        if waiter.worker is not None:
+            return waiter.worker
+        self._leave_queue(waiter)
+        if waiter.error is not None:
+            raise waiter.error
+        waited = anyio.current_time() - begin
+        self._stats["queue_timeouts"] += 1
+        telemetry.execute(
+            _E_QUEUE_TIMEOUT,
+            {"count": 1, "waited_seconds": waited},
+            {"pool": self.config.name, "command": command},
+        )
+        raise QueueTimeout(
+            f"pool {self.config.name!r}: no worker was free for {command!r} within "
+            f"queue_timeout={self.config.queue_timeout}s"
+        )
+
+    def _leave_queue(self, waiter: _Waiter) -> None:
+        waiter.gone = True
+        if waiter.worker is not None:
+            # Assigned just as the caller gave up: hand the capacity on.
+            worker, waiter.worker = waiter.worker, None
+            self._release(worker)
+        try:
+            self._queue.remove(waiter)
+        except ValueError:
+            pass
+
+    def _release(self, worker: WorkerProcess) -> None:
+        """One call on *worker* ended: give its capacity to the next waiter."""
+        worker.load -= 1
+        if worker.accepting:
+            self._serve_queue(worker)
+
+    def _serve_queue(self, worker: WorkerProcess) -> None:
+        while self._queue and worker.load < worker.capacity and worker.accepting:
+            waiter = self._queue.popleft()
+            if waiter.gone:
+                continue
+            waiter.worker = self._take(worker, waiter.session_id)
+            waiter.event.set()
+
+    def _fail_queue(self, error: BaseException) -> None:
+        while self._queue:
+            waiter = self._queue.popleft()
+            if not waiter.gone:
+                waiter.error = error
+                waiter.event.set()
+
+    def _check_open(self) -> None:
+        if self._broken is not None:
+            raise self._unavailable()
+        if self._closed:
+            raise PoolClosed(f"pool {self.config.name!r} is closed")
+
+    def _count_error(self) -> None:
+        self._stats["errors"] += 1
+
+    # --- Public API ---
+
+    async def execute(
+        self,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        session_id: str | None = None,
+    ) -> Any:
+        """Run *command* with keyword arguments *args* on a worker; return its result.
+
+        Args:
+            command: the adapter command.
+            args: its keyword arguments (msgpack-encodable).
+            timeout: seconds the call may run once dispatched (default: the pool's
+                ``request_timeout``).
+            session_id: prefer the worker that served this session last.
+
+        Raises:
+            SerializationError: *args* cannot be encoded (nothing was sent).
+            PoolSaturated: the queue is full.
+            QueueTimeout: no worker was free within ``queue_timeout``.
+            RequestTimeout: the call ran past *timeout*.
+            RemoteError: the command raised in the worker (see subclasses).
+            WorkerCrashed: the worker died during the call.
+            PoolClosed: the pool is shutting down.
+        """
+        limit = self.config.effective_request_timeout if timeout is None else timeout
+        with telemetry.span(
+            ("snakepit", "request"), {"pool": self.config.name, "command": command}
+        ) as span:
+            span.set_metadata(worker_id=None, success=False)
+            try:
+                req_id = self._next_id()
+                frame = encode(
+                    Call(req_id, command, dict(args or {}), session_id, None),
+                    self.config.max_frame_bytes,
+                )
+                for _ in range(_MAX_REDISPATCH):
+                    worker = await self._acquire(session_id, command)
+                    span.set_metadata(worker_id=worker.id)
+                    try:
+                        result = await worker.call(req_id, command, frame, limit)
+                    except _ShuttingDown:
+                        continue  # it never ran: send it to another worker
+                    span.set_metadata(success=True)
+                    return result
+                raise PoolClosed(f"pool {self.config.name!r}: every worker is stopping")
+            except BaseException:
+                self._count_error()
+                raise
+            finally:
+                self._stats["requests"] += 1
+
+    async def execute_in_session(
+        self,
+        session_id: str,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """:meth:`execute` with session affinity (a hint: any worker may serve)."""
+        return await self.execute(command, args, timeout=timeout, session_id=session_id)
+
+    def execute_stream(
+        self,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        session_id: str | None = None,
+    ) -> ChunkStream:
+        """Run a streaming command; iterate the result for its chunks.
+
+        Use as ``async with pool.execute_stream(...) as chunks: async for c in
+        chunks: ...`` or plainly ``async for``; closing it early cancels the
+        generator in the worker.
+        """
+        self._check_open()
+        limit = self.config.effective_request_timeout if timeout is None else timeout
+        return ChunkStream(
+            self, command, dict(args or {}), timeout=limit, session_id=session_id
+        )
+
+    def get_stats(self) -> dict[str, int]:
+        """Counts, as integers: ``workers, available, busy, queued, requests,
+        errors, queue_timeouts, saturated, restarts``, plus ``capacity`` and
+        ``load`` (total over the workers)."""
+        workers = list(self._workers.values())
+        return {
+            "workers": len(workers),
+            "available": sum(1 for w in workers if w.load < w.capacity),
+            "busy": sum(1 for w in workers if w.load >= w.capacity),
+            "queued": sum(1 for w in self._queue if not w.gone),
+            "capacity": sum(w.capacity for w in workers),
+            "load": sum(w.load for w in workers),
+            **self._stats,
+        }
+
+    def list_workers(self) -> list[str]:
+        """The ids of the workers serving now."""
+        return list(self._workers)
+
+    def worker(self, worker_id: str) -> WorkerProcess:
+        """The live worker *worker_id* (for inspection and tests).
+
+        Raises:
+            KeyError: no such worker serves now.
+        """
+        return self._workers[worker_id]
+
+
+@asynccontextmanager
+async def open_pool(
+    config: PoolConfig | None = None,
+    *,
+    adapter: str | None = None,
+    size: int | None = None,
+    **options: Any,
+) -> AsyncIterator[Pool]:
+    """Start a pool and stop it on exit.
+
+    Either pass a :class:`~snakepit.config.PoolConfig`, or keywords:
+    ``open_pool(adapter="pkg.mod:Class", size=4, queue_timeout=1.0)`` (``adapter``
+    and ``size`` are short for ``adapter_module`` and ``pool_size``; the rest are
+    :class:`PoolConfig` keys).
+
+    Returns once every worker is ready.
+
+    Raises:
+        PoolUnavailable: the workers could not be started.
+
+    .. versionadded:: 0.1
+    """
+    if config is None:
+        if adapter is not None:
+            options["adapter_module"] = adapter
+        if size is not None:
+            options["pool_size"] = size
+        config = PoolConfig(**options)
+    elif adapter is not None or size is not None or options:
+        raise TypeError("pass either a PoolConfig or keywords, not both")
+    pool = Pool(config)
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.run)
+        try:
+            yield pool
+        finally:
+            with anyio.CancelScope(shield=True):
+                await pool.aclose()

@@ -1,0 +1,115 @@
+"""Launching one worker process: pipes, environment, command line.
+
+Fork+exec happens in C (``anyio.open_process``), from the event-loop thread, never
+with a ``preexec_fn``. The protocol travels on two dedicated pipes passed with
+``pass_fds``; stdin is /dev/null and stdout/stderr are log pipes, so nothing user
+code prints can corrupt a frame. Each worker leads its own session, so a terminal's
+Ctrl-C reaches only the parent, which shuts down in order.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import anyio
+import attrs
+from anyio.abc import Process
+
+import snakepit
+from snakepit.config import PoolConfig
+from snakepit.profiles import profile_for
+from snakepit.worker import WorkerOptions, command_line
+
+__all__ = ("Spawned", "spawn_worker", "worker_env")
+
+
+@attrs.define(eq=False)
+class Spawned:
+    """A freshly started worker process and the parent's ends of its pipes."""
+
+    process: Process
+    #: Parent writes requests here (non-blocking).
+    request_fd: int
+    #: Parent reads replies here (non-blocking).
+    reply_fd: int
+
+
+def _source_checkout_path() -> str | None:
+    """The folder holding the parent's ``snakepit`` package, unless installed.
+
+    A worker started from a source checkout must import the same snakepit as the
+    parent; an installed snakepit is found by the worker's own interpreter.
+    """
+    package_parent = Path(snakepit.__file__).resolve().parent.parent
+    installed = {Path(p).resolve() for p in site.getsitepackages()}
+    user_site = site.getusersitepackages()
+    if user_site:
+        installed.add(Path(user_site).resolve())
+    return None if package_parent in installed else str(package_parent)
+
+
+def worker_env(config: PoolConfig, *, worker_id: str) -> dict[str, str]:
+    """The worker's environment: the parent's, then the profile's variables, then
+    the pool's ``adapter_env`` (which wins)."""
+    env = dict(os.environ)
+    profile = profile_for(config.worker_profile)()
+    env.update(profile.worker_env(config.threads_per_worker))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    checkout = _source_checkout_path()
+    if checkout is not None:
+        parts = [checkout, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    env["SNAKEPIT_WORKER_ID"] = worker_id
+    env["SNAKEPIT_POOL"] = config.name
+    env.update(config.adapter_env)
+    return env
+
+
+async def spawn_worker(
+    config: PoolConfig, *, worker_id: str, env: Mapping[str, str] | None = None
+) -> Spawned:
+    """Start one worker process for *config*; it still has to send ``Hello``.
+
+    Raises:
+        OSError: the process could not be started (bad ``python_executable``...).
+    """
+    request_read, request_write = os.pipe()
+    reply_read, reply_write = os.pipe()
+    if env is None:
+        env = worker_env(config, worker_id=worker_id)
+    try:
+        options = WorkerOptions(
+            adapter=config.adapter_module,
+            request_fd=request_read,
+            reply_fd=reply_write,
+            threads=config.threads_per_worker,
+            max_frame_bytes=config.max_frame_bytes,
+            parent_pid=os.getpid(),
+            adapter_args=dict(config.adapter_args) or None,
+            worker_id=worker_id,
+        )
+        argv = command_line(options, python=config.python_executable or sys.executable)
+        process = await anyio.open_process(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            start_new_session=True,
+            pass_fds=(request_read, reply_write),
+        )
+    except BaseException:
+        for fd in (request_read, request_write, reply_read, reply_write):
+            os.close(fd)
+        raise
+    # The child's ends must close here, or a dead worker's EOF never arrives.
+    os.close(request_read)
+    os.close(reply_write)
+    os.set_blocking(request_write, False)
+    os.set_blocking(reply_read, False)
+    return Spawned(process=process, request_fd=request_write, reply_fd=reply_read)

@@ -1,0 +1,697 @@
+"""One worker process, seen from the parent: its pipes, calls in flight and exit.
+
+:meth:`WorkerProcess.run` owns the process from spawn to reaping. It follows anyio's
+start protocol: it reports started once the worker's ``Hello`` arrived, and returns
+when the process has exited. Cancelling it stops the worker gracefully (``Shutdown``,
+then SIGTERM after ``shutdown_timeout``, then SIGKILL), in a shielded scope, while the
+reply reader keeps delivering the results of calls still in flight.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import attrs
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
+
+from snakepit import telemetry
+from snakepit.config import PoolConfig
+from snakepit.exceptions import (
+    CommandNotFound,
+    InvalidArguments,
+    ProtocolError,
+    ProtocolVersionMismatch,
+    RemoteError,
+    RequestTimeout,
+    ResultEncodingError,
+    SerializationError,
+    SnakepitError,
+    WorkerCrashed,
+    WorkerStartError,
+    WorkerStartTimeout,
+)
+from snakepit.protocol import (
+    PROTOCOL_VERSION,
+    Bye,
+    Cancel,
+    Chunk,
+    End,
+    Error,
+    FrameDecoder,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    Reply,
+    Shutdown,
+    encode,
+)
+from snakepit.worker import ExitCode
+
+from ._spawn import Spawned, spawn_worker
+
+__all__ = ("WorkerProcess",)
+
+logger = logging.getLogger("snakepit.worker")
+
+_E_STARTED = ("snakepit", "worker", "started")
+_E_EXITED = ("snakepit", "worker", "exited")
+
+#: Seconds between SIGTERM and SIGKILL when a worker will not stop.
+KILL_GRACE = 2.0
+#: Longest log line kept from a worker's stdout/stderr; longer ones are split.
+MAX_LOG_LINE = 8192
+#: stderr lines kept to explain a failed start.
+STDERR_TAIL_LINES = 40
+_READ_SIZE = 256 * 1024
+
+_START_EXIT_HINTS = {
+    ExitCode.ADAPTER_IMPORT: "the adapter could not be loaded",
+    ExitCode.ADAPTER_SETUP: "the adapter's constructor or setup() raised",
+    ExitCode.USAGE: "the worker's command line was refused",
+}
+
+
+class _ShuttingDown(SnakepitError):
+    """Internal: the worker refused a call because it is stopping; retry elsewhere."""
+
+
+@attrs.define(eq=False)
+class _Pending:
+    """A call in flight: where its outcome goes."""
+
+    command: str
+    event: anyio.Event = attrs.Factory(anyio.Event)
+    value: Any = None
+    error: Error | None = None
+    failure: BaseException | None = None
+    #: For streams: where chunks go (a chunk, or a _Failure, then the stream closes).
+    chunks: MemoryObjectSendStream[Any] | None = None
+    abandoned: bool = False
+
+
+@attrs.frozen
+class StreamFailure:
+    """Put in a stream's channel in place of a chunk when the stream failed."""
+
+    error: BaseException
+
+
+def remote_error(error: Error) -> BaseException:
+    """Turn an ``Error`` message into the exception the caller sees."""
+    kind = error.kind
+    if kind == "command_not_found":
+        return CommandNotFound(error.type, error.message, error.traceback)
+    if kind == "invalid_arguments":
+        return InvalidArguments(error.type, error.message, error.traceback)
+    if kind == "result_encoding":
+        return ResultEncodingError(error.type, error.message, error.traceback)
+    if kind == "decode":
+        return SerializationError(
+            f"the worker could not decode the call: {error.message}"
+        )
+    if kind == "shutting_down":
+        return _ShuttingDown(error.message)
+    return RemoteError(error.type, error.message, error.traceback)
+
+
+class WorkerProcess:
+    """A worker process and the calls in flight on it.
+
+    Args:
+        config: the pool's configuration.
+        worker_id: unique in the pool, e.g. ``"default-3"``.
+        capacity: calls it may run at once.
+        on_ready: called with the worker once its handshake is done.
+        on_gone: called once when it stops taking calls (stopping or exited).
+        on_release: called each time a call ends and frees capacity.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        config: PoolConfig,
+        worker_id: str,
+        *,
+        capacity: int,
+        kill_on_abandon: bool,
+        on_ready: Callable[[WorkerProcess], None],
+        on_gone: Callable[[WorkerProcess], None],
+        on_release: Callable[[WorkerProcess], None],
+    ) -> None:
+        self.config = config
+        self.id = worker_id
+        self.capacity = capacity
+        #: Calls dispatched and not yet answered (the dispatcher's view).
+        self.load = 0
+        self.requests = 0
+        self.hello: Hello | None = None
+        self.pid: int | None = None
+        self.started_at = 0.0
+        self.accepting = False
+        self._kill_on_abandon = kill_on_abandon
+        self._on_ready = on_ready
+        self._on_gone = on_gone
+        self._on_release = on_release
+        self._spawned: Spawned | None = None
+        self._pending: dict[int, _Pending] = {}
+        self._write_lock = anyio.Lock(fast_acquire=True)
+        self._hello_event = anyio.Event()
+        self._pongs: dict[int, anyio.Event] = {}
+        self._ping_ids = 0
+        self._rss = 0
+        self._exit_reason: str | None = None
+        self._protocol_failure: ProtocolError | None = None
+        self._stderr_tail: collections.deque[str] = collections.deque(
+            maxlen=STDERR_TAIL_LINES
+        )
+        self._gone_called = False
+        #: Set once the worker can answer nothing more; calls then fail at once.
+        self._dead = False
+        self._request_closed = False
+        self._io_done = anyio.Event()
+        self._stderr_done = anyio.Event()
+        self._control_send, self._control_receive = anyio.create_memory_object_stream[
+            bytes
+        ](math.inf)
+
+    def __repr__(self) -> str:
+        return (
+            f"<WorkerProcess {self.id} pid={self.pid} load={self.load}/{self.capacity}>"
+        )
+
+    # --- Lifetime ---
+
+    async def run(self, *, task_status: TaskStatus[WorkerProcess]) -> None:
+        """Spawn the worker, wait for its handshake, report started, serve until
+        it exits. Cancelling stops it gracefully (shielded, bounded).
+
+        Raises:
+            WorkerStartError: it could not be spawned, exited or failed before its
+                handshake (the message carries its stderr tail).
+            WorkerStartTimeout: no handshake within ``startup_timeout``.
+        """
+        begin = time.monotonic()
+        try:
+            self._spawned = await spawn_worker(self.config, worker_id=self.id)
+        except OSError as exc:
+            raise WorkerStartError(
+                f"pool {self.config.name!r}: could not start worker {self.id} "
+                f"({self.config.python_executable or 'python'}): {exc}"
+            ) from exc
+        process = self._spawned.process
+        self.pid = process.pid
+        failure: WorkerStartError | None = None
+        async with anyio.create_task_group() as tg:
+            io_scope = anyio.CancelScope(shield=True)
+            tg.start_soon(self._io, io_scope)
+            try:
+                try:
+                    await self._handshake(process, begin)
+                except WorkerStartError as exc:
+                    failure = exc
+                else:
+                    self.started_at = time.monotonic()
+                    self.accepting = True
+                    self._on_ready(self)
+                    telemetry.execute(
+                        _E_STARTED,
+                        {"count": 1, "startup_seconds": self.started_at - begin},
+                        {
+                            "worker_id": self.id,
+                            "pool": self.config.name,
+                            "pid": self.pid,
+                        },
+                    )
+                    task_status.started(self)
+                    await process.wait()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._stop(process)
+                    with anyio.move_on_after(KILL_GRACE):
+                        await self._io_done.wait()
+                    io_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _handshake(self, process: Any, begin: float) -> None:
+        with anyio.move_on_after(self.config.startup_timeout) as timeout:
+            async with anyio.create_task_group() as race:
+
+                async def on_exit() -> None:
+                    await process.wait()
+                    race.cancel_scope.cancel()
+
+                race.start_soon(on_exit)
+                await self._hello_event.wait()
+                race.cancel_scope.cancel()
+        if self.hello is not None:
+            if self.hello.version != PROTOCOL_VERSION:
+                self._kill("protocol_error")
+                raise WorkerStartError(
+                    f"worker {self.id} speaks protocol {self.hello.version}, "
+                    f"this parent speaks {PROTOCOL_VERSION}"
+                ) from ProtocolVersionMismatch(str(self.hello.version))
+            return
+        if timeout.cancelled_caught:
+            self._kill("startup_timeout")
+            await self._wait_for_stderr(process)
+            raise WorkerStartTimeout(
+                f"pool {self.config.name!r}: worker {self.id} sent no handshake within "
+                f"startup_timeout={self.config.startup_timeout}s",
+                stderr_tail=self.stderr_tail(),
+            )
+        await self._wait_for_stderr(process)
+        code = process.returncode
+        hint = ""
+        try:
+            hint = f": {_START_EXIT_HINTS[ExitCode(code)]}"
+        except (ValueError, KeyError):
+            pass
+        raise WorkerStartError(
+            f"pool {self.config.name!r}: worker {self.id} "
+            f"({self.config.adapter_module}) exited with code {code} before its "
+            f"handshake{hint}",
+            stderr_tail=self.stderr_tail(),
+        )
+
+    async def _wait_for_stderr(self, process: Any) -> None:
+        await process.wait()
+        with anyio.move_on_after(KILL_GRACE):
+            await self._stderr_done.wait()
+
+    def stderr_tail(self) -> str:
+        """The last lines the worker wrote to stderr."""
+        return "\n".join(self._stderr_tail)
+
+    async def _stop(self, process: Any) -> None:
+        """Stop the worker (graceful, then SIGTERM, then SIGKILL), reap it, and
+        fail whatever is still in flight. Runs shielded."""
+        self._gone()
+        if process.returncode is None and self._exit_reason is None:
+            self._exit_reason = "shutdown"
+            try:
+                await self._send(encode(Shutdown()))
+            except (OSError, SnakepitError):
+                pass
+            with anyio.move_on_after(self.config.shutdown_timeout):
+                await process.wait()
+            if process.returncode is None:
+                logger.warning(
+                    "worker %s did not stop within %ss; sending SIGTERM",
+                    self.id,
+                    self.config.shutdown_timeout,
+                )
+                self._signal_group(signal.SIGTERM)
+                with anyio.move_on_after(KILL_GRACE):
+                    await process.wait()
+            if process.returncode is None:
+                self._signal_group(signal.SIGKILL)
+        await process.wait()
+        # Grandchildren left in the worker's process group go with it.
+        self._signal_group(signal.SIGKILL)
+        code = process.returncode
+        exit_code, signum = (
+            (None, -code) if code is not None and code < 0 else (code, None)
+        )
+        reason = self._exit_reason or "exited"
+        self._dead = True
+        self._dead_info = (exit_code, signum, reason)
+        in_flight = len(self._pending)
+        for req_id in list(self._pending):
+            pending = self._pending.pop(req_id)
+            failure: BaseException
+            if self._protocol_failure is not None:
+                failure = ProtocolError(
+                    f"worker {self.id}: {self._protocol_failure}; the call's outcome "
+                    f"is unknown"
+                )
+            else:
+                failure = WorkerCrashed(
+                    worker_id=self.id, exit_code=exit_code, signal=signum, reason=reason
+                )
+            self._resolve_failure(pending, failure)
+        if self.hello is not None:
+            telemetry.execute(
+                _E_EXITED,
+                {"count": 1, "uptime_seconds": time.monotonic() - self.started_at},
+                {
+                    "worker_id": self.id,
+                    "pool": self.config.name,
+                    "pid": self.pid,
+                    "reason": reason,
+                    "exit_code": exit_code,
+                    "signal": signum,
+                    "in_flight": in_flight,
+                },
+            )
+
+    def _gone(self) -> None:
+        self.accepting = False
+        if not self._gone_called:
+            self._gone_called = True
+            self._on_gone(self)
+
+    def _signal_group(self, signum: int) -> None:
+        if self.pid is None:
+            return
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _kill(self, reason: str) -> None:
+        """Kill the worker now (SIGKILL to its process group); it will be replaced.
+
+        Safe to call from any task and from a cancelled context: it does not wait.
+        """
+        if self._exit_reason is None:
+            self._exit_reason = reason
+        self._gone()
+        process = self._spawned.process if self._spawned else None
+        if process is not None and process.returncode is None:
+            self._signal_group(signal.SIGKILL)
+
+    async def kill(self) -> None:
+        """End the worker at once (the supervisor's hook for BRUTAL_KILL and for a
+        worker that outlived its shutdown timeout)."""
+        self._kill("killed")
+
+    # --- I/O tasks ---
+
+    async def _io(self, scope: anyio.CancelScope) -> None:
+        assert self._spawned is not None
+        process = self._spawned.process
+        try:
+            with scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._drain, process.stdout, logging.INFO, None)
+                    tg.start_soon(
+                        self._drain, process.stderr, logging.WARNING, self._stderr_done
+                    )
+                    tg.start_soon(self._send_controls)
+                    try:
+                        await self._read_replies()
+                    finally:
+                        self._control_send.close()
+        finally:
+            self._stderr_done.set()
+            self._io_done.set()
+            with anyio.CancelScope(shield=True):
+                anyio.notify_closing(self._spawned.reply_fd)
+                os.close(self._spawned.reply_fd)
+                async with self._write_lock:
+                    self._request_closed = True
+                    anyio.notify_closing(self._spawned.request_fd)
+                    os.close(self._spawned.request_fd)
+                await process.aclose()
+
+    async def _send_controls(self) -> None:
+        """Send the small frames queued from sync code (stream cancels)."""
+        async with self._control_receive:
+            async for frame in self._control_receive:
+                try:
+                    await self._send(frame)
+                except WorkerCrashed:
+                    return
+
+    async def _drain(self, stream: Any, level: int, done: anyio.Event | None) -> None:
+        """Log a worker's stdout or stderr line by line, never blocking it."""
+        name = "stderr" if done is not None else "stdout"
+        buffer = b""
+        try:
+            async for data in stream:
+                buffer += data
+                *lines, buffer = buffer.split(b"\n")
+                while len(buffer) > MAX_LOG_LINE:
+                    lines.append(buffer[:MAX_LOG_LINE])
+                    buffer = buffer[MAX_LOG_LINE:]
+                for raw in lines:
+                    self._log_line(raw[:MAX_LOG_LINE], level, name, done is not None)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        finally:
+            if buffer:
+                self._log_line(buffer, level, name, done is not None)
+            if done is not None:
+                done.set()
+
+    def _log_line(self, raw: bytes, level: int, name: str, keep: bool) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        if keep:
+            self._stderr_tail.append(line)
+        logger.log(level, "[%s %s] %s", self.id, name, line)
+
+    async def _read_replies(self) -> None:
+        assert self._spawned is not None
+        fd = self._spawned.reply_fd
+        decoder = FrameDecoder(self.config.max_frame_bytes)
+        while True:
+            await anyio.wait_readable(fd)
+            try:
+                data = os.read(fd, _READ_SIZE)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                self._on_channel_broken(f"reply channel failed: {exc}")
+                return
+            if not data:
+                self._on_channel_broken(None)
+                return
+            try:
+                messages = decoder.feed(data)
+            except ProtocolError as exc:
+                logger.error("worker %s sent an invalid frame: %s", self.id, exc)
+                self._protocol_failure = exc
+                self._kill("protocol_error")
+                return
+            for message in messages:
+                self._dispatch(message)
+
+    def _on_channel_broken(self, detail: str | None) -> None:
+        process = self._spawned.process if self._spawned else None
+        if (
+            process is not None
+            and process.returncode is None
+            and self._exit_reason is None
+        ):
+            # Alive but unreachable: it cannot answer anyone again.
+            logger.error("worker %s closed its reply channel; killing it", self.id)
+            self._kill("channel_closed")
+
+    def _dispatch(self, message: Message) -> None:
+        if isinstance(message, Reply):
+            pending = self._finish(message.id)
+            if pending is not None:
+                pending.value = message.value
+                pending.event.set()
+        elif isinstance(message, Chunk):
+            pending = self._pending.get(message.id)
+            if pending is not None and pending.chunks is not None:
+                try:
+                    pending.chunks.send_nowait(message.value)
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    pass
+        elif isinstance(message, End):
+            pending = self._finish(message.id)
+            if pending is not None:
+                if pending.chunks is not None:
+                    pending.chunks.close()
+                pending.event.set()
+        elif isinstance(message, Error):
+            pending = self._finish(message.id)
+            if pending is not None:
+                pending.error = message
+                if pending.chunks is not None:
+                    try:
+                        pending.chunks.send_nowait(StreamFailure(remote_error(message)))
+                    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                        pass
+                    pending.chunks.close()
+                pending.event.set()
+        elif isinstance(message, Pong):
+            self._rss = message.rss_bytes
+            event = self._pongs.pop(message.id, None)
+            if event is not None:
+                event.set()
+        elif isinstance(message, Hello):
+            if self.hello is None:
+                self.hello = message
+                self._hello_event.set()
+        elif isinstance(message, Bye):
+            pass
+        else:
+            self._protocol_failure = ProtocolError(
+                f"unexpected {type(message).__name__} from the worker"
+            )
+            self._kill("protocol_error")
+
+    def _finish(self, req_id: int) -> _Pending | None:
+        pending = self._pending.pop(req_id, None)
+        if pending is None:
+            return None  # a late reply to a call that was given up on: dropped
+        self.requests += 1
+        self._on_release(self)
+        return pending
+
+    def _resolve_failure(self, pending: _Pending, failure: BaseException) -> None:
+        pending.failure = failure
+        if pending.chunks is not None:
+            try:
+                pending.chunks.send_nowait(StreamFailure(failure))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass
+            pending.chunks.close()
+        pending.event.set()
+
+    # --- Calls ---
+
+    async def _send(self, frame: bytes) -> None:
+        """Write one whole frame; frames never interleave."""
+        assert self._spawned is not None
+        fd = self._spawned.request_fd
+        async with self._write_lock:
+            if self._request_closed:
+                raise self._crashed()
+            view = memoryview(frame)
+            while view:
+                try:
+                    written = os.write(fd, view)
+                except BlockingIOError:
+                    await anyio.wait_writable(fd)
+                    continue
+                except OSError as exc:
+                    # EPIPE, or closed: the worker is gone or going.
+                    self._kill("channel_closed")
+                    raise WorkerCrashed(
+                        f"worker {self.id}: could not send the call ({exc})",
+                        worker_id=self.id,
+                        reason="channel_closed",
+                    ) from exc
+                view = view[written:]
+
+    async def call(
+        self, req_id: int, command: str, frame: bytes, timeout: float
+    ) -> Any:
+        """Send a call already encoded as *frame* and wait for its outcome.
+
+        Raises:
+            RemoteError: (or a subclass) the command raised in the worker.
+            WorkerCrashed: the worker died with the call in flight.
+            ProtocolError: the worker's channel carried garbage.
+            RequestTimeout: no outcome within *timeout* seconds; the call was
+                abandoned (see :meth:`abandon`).
+        """
+        pending = _Pending(command)
+        self._pending[req_id] = pending
+        if self._dead:
+            self._pending.pop(req_id, None)
+            raise self._crashed()
+        try:
+            await self._send(frame)
+            with anyio.move_on_after(timeout):
+                await pending.event.wait()
+        except BaseException:
+            if not pending.event.is_set():
+                self.abandon(req_id, "abandoned")
+            raise
+        if not pending.event.is_set():
+            self.abandon(req_id, "timeout")
+            raise RequestTimeout(
+                f"pool {self.config.name!r}: {command!r} on worker {self.id} ran past "
+                f"its timeout of {timeout}s"
+            )
+        return self._outcome(pending)
+
+    def _outcome(self, pending: _Pending) -> Any:
+        if pending.failure is not None:
+            raise pending.failure
+        if pending.error is not None:
+            raise remote_error(pending.error)
+        return pending.value
+
+    def open_stream(
+        self, req_id: int, command: str, chunks: MemoryObjectSendStream[Any]
+    ) -> _Pending:
+        """Register a streaming call; chunks and a final failure go to *chunks*."""
+        pending = _Pending(command, chunks=chunks)
+        self._pending[req_id] = pending
+        if self._dead:
+            self._pending.pop(req_id, None)
+            raise self._crashed()
+        return pending
+
+    def _crashed(self) -> WorkerCrashed:
+        exit_code, signum, reason = getattr(self, "_dead_info", (None, None, None))
+        return WorkerCrashed(
+            worker_id=self.id,
+            exit_code=exit_code,
+            signal=signum,
+            reason=reason or self._exit_reason or "exited",
+        )
+
+    async def send_call(self, frame: bytes) -> None:
+        """Send an already registered call's frame."""
+        await self._send(frame)
+
+    def abandon(self, req_id: int, reason: str) -> None:
+        """The caller gave up on *req_id* (``"timeout"`` or ``"abandoned"``).
+
+        Where the profile says so (process) the worker is killed and replaced: it
+        cannot be interrupted and would stay busy. Otherwise a stream is cancelled
+        and a plain call left to finish, its reply discarded when it comes.
+        Never blocks, so it is safe from a cancelled task.
+        """
+        pending = self._pending.get(req_id)
+        if pending is None:
+            return
+        pending.abandoned = True
+        if pending.chunks is not None and reason != "timeout":
+            # A stream has an interruption point between chunks: cancel it there.
+            self.cancel_soon(req_id)
+        elif self._kill_on_abandon:
+            self._pending.pop(req_id, None)
+            self._kill(reason)
+        elif pending.chunks is not None:
+            self.cancel_soon(req_id)
+
+    def cancel_soon(self, req_id: int) -> None:
+        """Ask the worker to stop stream *req_id* (queued, never blocks)."""
+        try:
+            self._control_send.send_nowait(encode(Cancel(req_id)))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    async def ping(self, timeout: float) -> bool:
+        """Send ``Ping`` and wait up to *timeout* for ``Pong``; return whether it
+        came. The worker's control thread answers even while a command runs."""
+        self._ping_ids += 1
+        ping_id = self._ping_ids
+        event = self._pongs[ping_id] = anyio.Event()
+        try:
+            await self._send(encode(Ping(ping_id)))
+            with anyio.move_on_after(timeout):
+                await event.wait()
+        finally:
+            self._pongs.pop(ping_id, None)
+        return event.is_set()
+
+    @property
+    def rss_bytes(self) -> int:
+        """The worker's RSS as of its last ``Pong``."""
+        return self._rss
+
+    @property
+    def in_flight(self) -> int:
+        """Calls sent and not yet answered."""
+        return len(self._pending)
