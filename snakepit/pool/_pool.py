@@ -106,6 +106,7 @@ class Pool:
         self._limiter = anyio.CapacityLimiter(config.startup_batch_size)
         self._supervisor = _PoolSupervisor(self)
         self._closed = False
+        self._started = False
         self._broken: BaseException | None = None
         self._last_start_failure: WorkerStartError | None = None
         self._changed = anyio.Event()
@@ -145,6 +146,7 @@ class Pool:
                 ):
                     await self._wait_changed()
                 if not sup_done.is_set():
+                    self._started = True
                     task_status.started(self)
                 await sup_done.wait()
             if self._broken is not None and not self._closed:
@@ -492,10 +494,30 @@ async def open_pool(
     elif adapter is not None or size is not None or options:
         raise TypeError("pass either a PoolConfig or keywords, not both")
     pool = Pool(config)
-    async with anyio.create_task_group() as tg:
-        await tg.start(pool.run)
+
+    async def serve(*, task_status: TaskStatus[Pool]) -> None:
         try:
-            yield pool
-        finally:
-            with anyio.CancelScope(shield=True):
-                await pool.aclose()
+            await pool.run(task_status=task_status)
+        except PoolUnavailable:
+            if not pool._started:
+                raise  # to tg.start(), below
+            # Broken after it started: calls now fail with PoolUnavailable.
+
+    # Exceptions are caught and re-raised outside the task group, so the caller
+    # sees them as they are, not wrapped in an ExceptionGroup.
+    failure: BaseException | None = None
+    async with anyio.create_task_group() as tg:
+        try:
+            await tg.start(serve)
+        except PoolUnavailable as exc:
+            failure = exc
+        else:
+            try:
+                yield pool
+            except BaseException as exc:
+                failure = exc
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await pool.aclose()
+    if failure is not None:
+        raise failure

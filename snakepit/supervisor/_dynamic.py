@@ -71,12 +71,19 @@ class DynamicSupervisor(Supervisor):
             DuplicateChild: a child with this id is present.
             ChildStartError: the child failed to start.
         """
-        if self.max_children is not None and len(self._children) >= self.max_children:
+        return await super().start_child(spec)
+
+    def _check_new(self, spec: ChildSpec) -> None:
+        # Runs under the supervisor's lock, so concurrent starts cannot overshoot.
+        super()._check_new(spec)
+        if (
+            self.max_children is not None
+            and len(self._children) >= self.max_children
+        ):
             raise MaxChildrenReached(
                 f"{self.name}: max_children ({self.max_children}) reached; "
                 f"cannot start child {spec.id!r}"
             )
-        return await super().start_child(spec)
 
     def _drops_on_terminate(self, child: _Child) -> bool:
         return True
