@@ -76,10 +76,7 @@ class DynamicSupervisor(Supervisor):
     def _check_new(self, spec: ChildSpec) -> None:
         # Runs under the supervisor's lock, so concurrent starts cannot overshoot.
         super()._check_new(spec)
-        if (
-            self.max_children is not None
-            and len(self._children) >= self.max_children
-        ):
+        if self.max_children is not None and len(self._children) >= self.max_children:
             raise MaxChildrenReached(
                 f"{self.name}: max_children ({self.max_children}) reached; "
                 f"cannot start child {spec.id!r}"

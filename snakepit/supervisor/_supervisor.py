@@ -461,7 +461,7 @@ class Supervisor:
                     "%s: child %r outlived its shutdown timeout (%s); killed",
                     self.name,
                     spec.id,
-                    spec.shutdown
+                    "brutal_kill"
                     if spec.shutdown is BRUTAL_KILL
                     else f"{spec.shutdown_timeout}s",
                 )
