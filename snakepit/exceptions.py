@@ -46,6 +46,8 @@ __all__ = (
     "PoolUnavailable",
     "InterpreterNotFound",
     "HandlerAlreadyAttached",
+    "NotStarted",
+    "AlreadyStarted",
 )
 
 
@@ -297,3 +299,16 @@ class InterpreterNotFound(SnakepitError, FileNotFoundError):
 
 class HandlerAlreadyAttached(SnakepitError, ValueError):
     """Raised by ``telemetry.attach`` when the handler id is already attached."""
+
+
+# --- The application ---
+
+
+class NotStarted(SnakepitError, RuntimeError):
+    """Raised by the module-level sync API (``snakepit.execute``...) when no
+    application was started with ``snakepit.start()``."""
+
+
+class AlreadyStarted(SnakepitError, RuntimeError):
+    """Raised by ``snakepit.start()`` when an application is already started;
+    call ``snakepit.stop()`` first."""

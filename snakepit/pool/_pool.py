@@ -158,9 +158,14 @@ class Pool:
     async def aclose(self) -> None:
         """Stop taking calls, fail queued ones with :class:`PoolClosed`, let calls
         in flight finish (within ``shutdown_timeout``), and stop every worker."""
+        self.close_nowait()
+        await self._supervisor.stop()
+
+    def close_nowait(self) -> None:
+        """Stop taking calls and fail the queued ones with :class:`PoolClosed`;
+        workers keep running the calls in flight. Does not wait."""
         self._closed = True
         self._fail_queue(PoolClosed(f"pool {self.config.name!r} is shutting down"))
-        await self._supervisor.stop()
 
     def _break(self, exc: BaseException) -> None:
         self._broken = exc

@@ -205,6 +205,8 @@ class WorkerProcess:
         try:
             self._spawned = await spawn_worker(self.config, worker_id=self.id)
         except OSError as exc:
+            self._control_send.close()
+            self._control_receive.close()
             raise WorkerStartError(
                 f"pool {self.config.name!r}: could not start worker {self.id} "
                 f"({self.config.python_executable or 'python'}): {exc}"
