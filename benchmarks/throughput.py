@@ -4,7 +4,7 @@ Each contender runs ``add(a, b)`` on 2 worker processes (``--workers``), *calls*
 times at each in-flight limit (``--concurrency``), all in the same run::
 
     python -m benchmarks.throughput [--calls 20000] [--workers 2]
-        [--concurrency 1,64] [--warmup 200] [--json PATH] [--profile]
+        [--concurrency 1,64] [--warmup 200] [--rounds 3] [--json PATH] [--profile]
 
 The contenders, each driven as a closed loop that keeps at most C calls in flight:
 
@@ -16,9 +16,9 @@ The contenders, each driven as a closed loop that keeps at most C calls in fligh
     ``concurrent.futures.ProcessPoolExecutor(max_workers=workers)``. The main thread
     takes one of C semaphore permits, submits, and attaches a done-callback that
     checks the result, stamps the latency and gives the permit back. This was the
-    fastest fair driver measured (on 2 cores, against keeping C futures and calling
-    ``concurrent.futures.wait(FIRST_COMPLETED)``, which rescans them all on every
-    completion: about -15% at C=64 and -20% at C=1; and against asyncio's
+    fastest fair driver measured (in one run on 2 cores; against keeping C futures
+    and calling ``concurrent.futures.wait(FIRST_COMPLETED)``, which rescans them all
+    on every completion: about -15% at C=64 and -20% at C=1; and against asyncio's
     ``loop.run_in_executor`` behind a semaphore: about -35%). Latency ends when the
     executor's thread completes the future, the earliest any caller could see it.
     Workers start with ``forkserver`` (else ``spawn``): the start method only changes
@@ -34,6 +34,13 @@ Latency is per call, from submit to result. Every result is checked
 (``add(i, i + 1) == 2 * i + 1``, and the results sum to ``calls**2``): a broken
 contender fails the run instead of posting a fast number. ``snakepit/x`` is
 snakepit's req/s over the row's req/s at the same C (above 1: snakepit is faster).
+
+The contenders take turns, ``--rounds`` times, and each row keeps its round with
+the best req/s (with that round's latencies); the JSON output has every round. On
+a small shared machine one round's req/s can swing by a third from run to run,
+as the scheduler places the parent and the workers; the best of a few rounds is
+the steadiest estimate of what each contender can do. About 25 s per round with
+the defaults on 2 cores.
 
 ``--profile`` runs the snakepit contender once more at the highest C under
 cProfile (the parent process only) and prints the top functions inside
@@ -270,11 +277,13 @@ async def run_to_process(
     most = max(inflight for inflight, _ in plan)
     # At the highest C, so every one of the limiter's processes gets started.
     await closed_loop_async(TO_PROCESS, call, warmup, max(most, workers))
+    # The event loop's end kills anyio's worker processes. asyncio may then log
+    # "Unknown child process pid ..." when its child watcher loses the race to
+    # reap one: noise from the peer's shutdown, after the timing.
     return [
         await closed_loop_async(TO_PROCESS, call, calls, inflight)
         for inflight, calls in plan
     ]
-    # The event loop's end stops anyio's worker processes.
 
 
 def run_contender(
@@ -405,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=1,
+        default=3,
         help="run every contender this many times, in turn, and keep each row's "
         "best req/s: on a busy machine the best is the least disturbed "
         "(default: %(default)s)",

@@ -18,7 +18,20 @@ if TYPE_CHECKING:
     from . import exceptions as exceptions
     from . import supervisor as supervisor
     from . import telemetry as telemetry
+    from ._app import Snakepit as Snakepit
+    from ._app import open_snakepit as open_snakepit
+    from ._sync import SyncSnakepit as SyncSnakepit
+    from ._sync import execute as execute
+    from ._sync import execute_in_session as execute_in_session
+    from ._sync import execute_stream as execute_stream
+    from ._sync import get_stats as get_stats
+    from ._sync import list_workers as list_workers
+    from ._sync import start as start
+    from ._sync import stop as stop
+    from .config import Config as Config
+    from .config import PoolConfig as PoolConfig
     from .exceptions import SnakepitError as SnakepitError
+    from .profiles import Profile as Profile
     from .supervisor import ChildSpec as ChildSpec
     from .supervisor import DynamicSupervisor as DynamicSupervisor
     from .supervisor import Restart as Restart
@@ -27,6 +40,19 @@ if TYPE_CHECKING:
 
 __all__ = (
     "__version__",
+    "open_snakepit",
+    "Snakepit",
+    "start",
+    "stop",
+    "execute",
+    "execute_in_session",
+    "execute_stream",
+    "get_stats",
+    "list_workers",
+    "SyncSnakepit",
+    "Config",
+    "PoolConfig",
+    "Profile",
     "exceptions",
     "supervisor",
     "telemetry",
@@ -40,6 +66,19 @@ __all__ = (
 
 # name -> (module, attribute or None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
+    "open_snakepit": ("snakepit._app", "open_snakepit"),
+    "Snakepit": ("snakepit._app", "Snakepit"),
+    "start": ("snakepit._sync", "start"),
+    "stop": ("snakepit._sync", "stop"),
+    "execute": ("snakepit._sync", "execute"),
+    "execute_in_session": ("snakepit._sync", "execute_in_session"),
+    "execute_stream": ("snakepit._sync", "execute_stream"),
+    "get_stats": ("snakepit._sync", "get_stats"),
+    "list_workers": ("snakepit._sync", "list_workers"),
+    "SyncSnakepit": ("snakepit._sync", "SyncSnakepit"),
+    "Config": ("snakepit.config", "Config"),
+    "PoolConfig": ("snakepit.config", "PoolConfig"),
+    "Profile": ("snakepit.profiles", "Profile"),
     "exceptions": ("snakepit.exceptions", None),
     "supervisor": ("snakepit.supervisor", None),
     "telemetry": ("snakepit.telemetry", None),

@@ -1,29 +1,163 @@
-"""The ``snakepit`` command (also ``python -m snakepit``)."""
+"""The ``snakepit`` command (also ``python -m snakepit``).
+
+- ``snakepit demo``: a guided run on the showcase adapter; no arguments needed.
+- ``snakepit run CONFIG``: start the pools of a TOML file and serve until Ctrl-C or
+  SIGTERM, printing readiness and stats.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from snakepit._version import __version__
 
 __all__ = ("main",)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``snakepit`` command line and return its exit status."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="snakepit",
         description="Supervised pools of Python worker processes.",
     )
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("demo", help="a guided run that needs no arguments")
+    commands.add_parser(
+        "demo", help="a guided run on the showcase adapter (no arguments needed)"
+    )
+    run = commands.add_parser(
+        "run", help="start the pools of a TOML config and serve until Ctrl-C"
+    )
+    run.add_argument(
+        "config",
+        nargs="?",
+        help="snakepit.toml or pyproject.toml (default: look in the working dir)",
+    )
+    run.add_argument(
+        "--stats-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="print stats this often (0: only at exit; default 10)",
+    )
+    run.add_argument(
+        "--load",
+        metavar="COMMAND",
+        help="keep calling COMMAND on the default pool while serving (a smoke load)",
+    )
+    run.add_argument(
+        "--load-args",
+        default="{}",
+        metavar="JSON",
+        help="keyword arguments for --load, as a JSON object",
+    )
+    run.add_argument(
+        "--load-concurrency",
+        type=int,
+        default=4,
+        metavar="N",
+        help="callers running --load at once (default 4)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``snakepit`` command line and return its exit status."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
         from snakepit._demo import run_demo
 
         return run_demo()
+    if args.command == "run":
+        try:
+            load_args = json.loads(args.load_args)
+        except json.JSONDecodeError as exc:
+            parser.error(f"--load-args is not valid JSON: {exc}")
+        if not isinstance(load_args, dict):
+            parser.error("--load-args must be a JSON object")
+        return _run(
+            args.config,
+            args.stats_interval,
+            args.load,
+            load_args,
+            args.load_concurrency,
+        )
     parser.print_help(sys.stderr)
     return 2
+
+
+def _run(
+    config: str | None,
+    stats_interval: float,
+    load: str | None,
+    load_args: dict[str, Any],
+    concurrency: int,
+) -> int:
+    import anyio
+
+    from snakepit._app import open_snakepit
+    from snakepit.exceptions import SnakepitError
+
+    async def serve() -> int:
+        async with open_snakepit(config) as sp:
+            for pool in sp.config.get_pool_configs():
+                print(
+                    f"ready: pool {pool.name!r}: {len(sp.list_workers(pool.name))} "
+                    f"{pool.worker_profile.value} workers of {pool.adapter_module}",
+                    flush=True,
+                )
+            print("serving; Ctrl-C or SIGTERM to stop", flush=True)
+            served = [0]
+            async with anyio.create_task_group() as tg:
+
+                async def caller() -> None:
+                    assert load is not None
+                    while True:
+                        try:
+                            await sp.execute(load, load_args)
+                            served[0] += 1
+                        except SnakepitError as exc:
+                            print(f"load: {type(exc).__name__}: {exc}", flush=True)
+                            await anyio.sleep(0.1)
+
+                async def report() -> None:
+                    while True:
+                        await anyio.sleep(stats_interval)
+                        _print_stats(sp)
+
+                if load is not None:
+                    for _ in range(concurrency):
+                        tg.start_soon(caller)
+                if stats_interval > 0:
+                    tg.start_soon(report)
+                with anyio.open_signal_receiver(
+                    signal.SIGINT, signal.SIGTERM
+                ) as signals:
+                    async for signum in signals:
+                        print(
+                            f"{signal.Signals(signum).name}: shutting down in order",
+                            flush=True,
+                        )
+                        break
+                tg.cancel_scope.cancel()
+            _print_stats(sp)
+        print("stopped: every worker has exited", flush=True)
+        return 0
+
+    try:
+        return anyio.run(serve)
+    except SnakepitError as exc:
+        print(f"snakepit: {exc}", file=sys.stderr)
+        return 1
+
+
+def _print_stats(sp: Any) -> None:
+    for pool in sp.config.get_pool_configs():
+        stats = sp.get_stats(pool.name)
+        shown = " ".join(f"{k}={v}" for k, v in stats.items())
+        print(f"stats: {pool.name}: {shown}", flush=True)

@@ -35,6 +35,8 @@ def test_throughput_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
             "20",
             "--concurrency",
             "1,8",
+            "--rounds",
+            "2",
             "--json",
             str(out),
         ],
@@ -71,6 +73,7 @@ def test_throughput_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
 
     report = json.loads(out.read_text())
     assert len(report["rows"]) == 6
+    assert len(report["runs"]) == 12
     for row in report["rows"]:
         assert row["calls"] == 200
         assert row["req_per_s"] > 0

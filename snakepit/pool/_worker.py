@@ -601,8 +601,11 @@ class WorkerProcess:
             raise self._crashed()
         try:
             await self._send(frame)
-            with anyio.move_on_after(timeout):
-                await pending.event.wait()
+            if timeout == math.inf:
+                await pending.event.wait()  # no cancel scope on the hot path
+            else:
+                with anyio.move_on_after(timeout):
+                    await pending.event.wait()
         except BaseException:
             if not pending.event.is_set():
                 self.abandon(req_id, "abandoned")

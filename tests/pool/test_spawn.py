@@ -31,7 +31,9 @@ async def test_process_profile_limits_blas_threads_unless_overridden(
         ) as pool:
             seen = await pool.execute("env", {"names": names})
     expected = dict.fromkeys(BLAS_THREAD_VARIABLES, "1")
-    expected.update(OMP_NUM_THREADS="3", SNAKEPIT_TEST_INHERITED="from-parent", EXTRA="x")
+    expected.update(
+        OMP_NUM_THREADS="3", SNAKEPIT_TEST_INHERITED="from-parent", EXTRA="x"
+    )
     assert seen == expected
 
 

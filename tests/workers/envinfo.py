@@ -25,5 +25,7 @@ class EnvAdapter(Adapter):
             "pid": os.getpid(),
             "pgid": os.getpgid(0),
             "sid": os.getsid(0),
-            "stdin": os.readlink("/proc/self/fd/0") if sys.platform == "linux" else None,
+            "stdin": os.readlink("/proc/self/fd/0")
+            if sys.platform == "linux"
+            else None,
         }

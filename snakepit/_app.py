@@ -1,0 +1,247 @@
+"""The application: a root supervisor with one subtree per configured pool.
+
+``open_snakepit(config)`` starts it and returns once every pool is ready; the
+handle routes ``execute`` calls to pools by name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from functools import partial
+from os import PathLike
+from typing import Any, final
+
+import anyio
+from anyio.abc import TaskStatus
+
+from snakepit.config import Config, PoolConfig
+from snakepit.exceptions import (
+    ChildStartError,
+    PoolNotFound,
+    PoolUnavailable,
+    RestartIntensityExceeded,
+    SnakepitError,
+)
+from snakepit.pool import ChunkStream, Pool
+from snakepit.supervisor import INFINITY, ChildSpec, ChildType, Strategy, Supervisor
+
+__all__ = ("ConfigSource", "Snakepit", "open_snakepit")
+
+logger = logging.getLogger("snakepit")
+
+#: What ``open_snakepit`` and ``snakepit.start`` accept as configuration.
+ConfigSource = Config | Mapping[str, Any] | str | PathLike[str] | None
+
+
+class _Root(Supervisor):
+    """One child per pool, one for one; a pool that breaks is restarted."""
+
+    strategy = Strategy.ONE_FOR_ONE
+
+    def __init__(self, app: Snakepit) -> None:
+        super().__init__(name="snakepit")
+        self._app = app
+
+    def init(self) -> list[ChildSpec]:
+        return [
+            ChildSpec(
+                id=pool.name,
+                start=partial(self._app._run_pool, pool),
+                type=ChildType.SUPERVISOR,
+                shutdown=INFINITY,
+            )
+            for pool in self._app.config.get_pool_configs()
+        ]
+
+
+@final
+class Snakepit:
+    """A running application: its pools, and calls routed to them by name.
+
+    Get one from :func:`open_snakepit` (async) or ``snakepit.start()`` (sync).
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._pools: dict[str, Pool] = {}
+        self._root = _Root(self)
+        self._closed = False
+
+    # --- Running ---
+
+    async def _run_pool(
+        self, pool_config: PoolConfig, *, task_status: TaskStatus[Pool]
+    ) -> None:
+        pool = Pool(pool_config)
+        self._pools[pool_config.name] = pool
+        await pool.run(task_status=task_status)
+
+    async def aclose(self) -> None:
+        """Stop in order: every pool stops taking calls and fails its queued calls
+        with :class:`~snakepit.exceptions.PoolClosed`; calls in flight finish
+        (within each pool's ``shutdown_timeout``); then every worker is stopped."""
+        self._closed = True
+        for pool in self._pools.values():
+            pool.close_nowait()
+        await self._root.stop()
+
+    # --- Routing ---
+
+    def pool(self, name: str | None = None) -> Pool:
+        """The pool *name* (default: the pool named ``default``, else the first).
+
+        Raises:
+            PoolNotFound: no pool has that name.
+        """
+        if name is None:
+            name = self.default_pool_name
+        try:
+            return self._pools[name]
+        except KeyError:
+            known = ", ".join(repr(p.name) for p in self.config.get_pool_configs())
+            raise PoolNotFound(
+                f"no pool named {name!r} (configured pools: {known})"
+            ) from None
+
+    @property
+    def default_pool_name(self) -> str:
+        """Where calls without ``pool=`` go."""
+        names = [p.name for p in self.config.get_pool_configs()]
+        return "default" if "default" in names else names[0]
+
+    # --- The execute API ---
+
+    async def execute(
+        self,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        pool: str | None = None,
+        timeout: float | None = None,
+        session_id: str | None = None,
+    ) -> Any:
+        """Run *command* with *args* on a worker of *pool*; return its result.
+
+        See :meth:`snakepit.pool.Pool.execute` for the errors.
+        """
+        return await self.pool(pool).execute(
+            command, args, timeout=timeout, session_id=session_id
+        )
+
+    async def execute_in_session(
+        self,
+        session_id: str,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        pool: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """:meth:`execute`, preferring the worker that served *session_id* last."""
+        return await self.pool(pool).execute(
+            command, args, timeout=timeout, session_id=session_id
+        )
+
+    def execute_stream(
+        self,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        pool: str | None = None,
+        timeout: float | None = None,
+        session_id: str | None = None,
+    ) -> ChunkStream:
+        """Run a streaming command; ``async for`` over the result."""
+        return self.pool(pool).execute_stream(
+            command, args, timeout=timeout, session_id=session_id
+        )
+
+    def get_stats(self, pool: str | None = None) -> dict[str, int]:
+        """Integer counts for *pool*, or summed over every pool when ``None``
+        (see :meth:`snakepit.pool.Pool.get_stats`)."""
+        if pool is not None:
+            return self.pool(pool).get_stats()
+        total: dict[str, int] = {}
+        for each in self._pools.values():
+            for key, value in each.get_stats().items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    def list_workers(self, pool: str | None = None) -> list[str]:
+        """Worker ids of *pool*, or of every pool when ``None``."""
+        if pool is not None:
+            return self.pool(pool).list_workers()
+        return [w for each in self._pools.values() for w in each.list_workers()]
+
+
+def _unwrap_start_failure(exc: ChildStartError) -> BaseException:
+    """The error that kept a pool from starting, not the supervisor's wrapper."""
+    cause = exc.__cause__
+    return cause if isinstance(cause, SnakepitError) else exc
+
+
+@asynccontextmanager
+async def open_snakepit(config: ConfigSource = None) -> AsyncIterator[Snakepit]:
+    """Start every configured pool; stop them all in order on exit.
+
+    Args:
+        config: a :class:`~snakepit.config.Config`, a mapping (legacy or multi-pool
+            keys), a path to a TOML file, or ``None`` (``snakepit.toml`` or
+            ``[tool.snakepit]`` in ``pyproject.toml`` in the working directory,
+            else one ``default`` pool of the showcase adapter).
+
+    Returns once every pool's workers are ready.
+
+    Raises:
+        ConfigError: the configuration is invalid (every problem listed).
+        PoolUnavailable: a pool's workers could not be started.
+
+    .. versionadded:: 0.1
+    """
+    app = Snakepit(Config.load(config))
+
+    async def serve(*, task_status: TaskStatus[Snakepit]) -> None:
+        started = False
+
+        def mark(value: object = None) -> None:
+            nonlocal started
+            started = True
+            task_status.started(app)
+
+        try:
+            await app._root.run(task_status=_Marker(mark))
+        except RestartIntensityExceeded as exc:
+            if not started:
+                raise
+            logger.error("snakepit: a pool kept failing; the app stopped: %s", exc)
+            app._closed = True
+
+    failure: BaseException | None = None
+    async with anyio.create_task_group() as tg:
+        try:
+            await tg.start(serve)
+        except ChildStartError as exc:
+            failure = _unwrap_start_failure(exc)
+        except (PoolUnavailable, RestartIntensityExceeded) as exc:
+            failure = exc
+        else:
+            try:
+                yield app
+            except BaseException as exc:
+                failure = exc
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await app.aclose()
+    if failure is not None:
+        raise failure
+
+
+class _Marker:
+    """A task status whose ``started()`` calls *mark* (the app is the value)."""
+
+    def __init__(self, mark: Any) -> None:
+        self.started = mark
