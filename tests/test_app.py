@@ -57,7 +57,7 @@ async def test_two_pools_side_by_side() -> None:
             assert reply["request_id"] == 5
             # calls without pool= go to the first pool when none is named default
             assert await sp.execute("add", {"a": 1, "b": 1}) == 2
-            with pytest.raises(PoolNotFound, match="'nope'.*'api', 'chaos'"):
+            with pytest.raises(PoolNotFound, match=r"'nope'.*'api', 'chaos'"):
                 await sp.execute("ping", pool="nope")
             with pytest.raises(PoolNotFound):
                 sp.get_stats("nope")

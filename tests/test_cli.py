@@ -96,6 +96,6 @@ def test_run_stops_in_order_on_a_signal_mid_load(tmp_path: Path, signum: int) ->
     assert proc.returncode == 0, out + err
     assert "shutting down in order" in out
     assert "stopped: every worker has exited" in out
-    gone, alive = psutil.wait_procs(workers, timeout=5)
+    _, alive = psutil.wait_procs(workers, timeout=5)
     assert alive == []
     assert "requests=" in out
