@@ -1,4 +1,5 @@
-"""Every python block of the execute and troubleshooting guides runs."""
+"""Every python block of the README and of the execute and troubleshooting guides
+runs."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
-GUIDES = ["execute.md", "troubleshooting.md"]
+ROOT = Path(__file__).resolve().parents[1]
+GUIDES = ["README.md", "docs/execute.md", "docs/troubleshooting.md"]
 
 
 def blocks(name: str) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (DOCS / name).read_text(), re.DOTALL)
+    return re.findall(r"```python\n(.*?)```", (ROOT / name).read_text(), re.DOTALL)
 
 
 @pytest.mark.parametrize(
