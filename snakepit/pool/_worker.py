@@ -70,6 +70,8 @@ _E_EXITED = ("snakepit", "worker", "exited")
 KILL_GRACE = 2.0
 #: Longest log line kept from a worker's stdout/stderr; longer ones are split.
 MAX_LOG_LINE = 8192
+#: Seconds a worker whose reply channel ended has to exit before it is killed.
+CHANNEL_GRACE = 1.0
 #: stderr lines kept to explain a failed start.
 STDERR_TAIL_LINES = 40
 _READ_SIZE = 256 * 1024
@@ -465,10 +467,10 @@ class WorkerProcess:
             except BlockingIOError:
                 continue
             except OSError as exc:
-                self._on_channel_broken(f"reply channel failed: {exc}")
+                await self._on_channel_broken(f"reply channel failed: {exc}")
                 return
             if not data:
-                self._on_channel_broken(None)
+                await self._on_channel_broken(None)
                 return
             try:
                 messages = decoder.feed(data)
@@ -480,15 +482,21 @@ class WorkerProcess:
             for message in messages:
                 self._dispatch(message)
 
-    def _on_channel_broken(self, detail: str | None) -> None:
+    async def _on_channel_broken(self, detail: str | None) -> None:
+        """The reply channel ended. Usually the worker is exiting: give it a moment
+        to be reaped, so its exit is reported as what it is. A worker still alive
+        after that cannot answer anyone again: kill it (reason channel_closed)."""
         process = self._spawned.process if self._spawned else None
-        if (
-            process is not None
-            and process.returncode is None
-            and self._exit_reason is None
-        ):
-            # Alive but unreachable: it cannot answer anyone again.
-            logger.error("worker %s closed its reply channel; killing it", self.id)
+        if process is None:
+            return
+        with anyio.move_on_after(CHANNEL_GRACE):
+            await process.wait()
+        if process.returncode is None and self._exit_reason is None:
+            logger.error(
+                "worker %s closed its reply channel%s; killing it",
+                self.id,
+                f" ({detail})" if detail else "",
+            )
             self._kill("channel_closed")
 
     def _dispatch(self, message: Message) -> None:

@@ -59,6 +59,8 @@ async def test_worker_death_mid_call(
             assert reply["request_id"] == 7
             exited = events.named(EXITED)
             assert exited[0].metadata["in_flight"] == 1
+            assert exited[0].metadata["reason"] == "exited"
+            assert info.value.reason == "exited"
 
 
 async def test_external_sigkill_mid_call() -> None:
