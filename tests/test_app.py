@@ -112,3 +112,30 @@ async def test_a_pool_that_cannot_start_is_reported() -> None:
     with anyio.fail_after(60), pytest.raises(PoolUnavailable, match="'bad'"):
         async with open_snakepit(config):
             pass
+
+
+async def test_orderly_shutdown_finishes_in_flight_and_fails_queued() -> None:
+    from snakepit.exceptions import PoolClosed
+
+    outcomes: list[object] = []
+
+    async def call(sp, command: str, args: dict) -> None:
+        try:
+            outcomes.append(await sp.execute(command, args))
+        except PoolClosed as exc:
+            outcomes.append(type(exc))
+
+    config = {"pools": [{"name": "default", "pool_size": 1}]}
+    with anyio.fail_after(60):
+        async with open_snakepit(config) as sp:
+            pid = (await sp.execute("ping"))["pid"]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, sp, "sleep", {"seconds": 0.3})
+                await anyio.wait_all_tasks_blocked()
+                tg.start_soon(call, sp, "add", {"a": 1, "b": 2})
+                await anyio.wait_all_tasks_blocked()
+                await sp.aclose()
+    assert outcomes == [PoolClosed, {"slept": 0.3}]
+    import psutil
+
+    assert not psutil.pid_exists(pid)
