@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from ._sync import execute_in_session as execute_in_session
     from ._sync import execute_stream as execute_stream
     from ._sync import get_stats as get_stats
+    from ._sync import lifecycle_stats as lifecycle_stats
     from ._sync import list_workers as list_workers
+    from ._sync import recycle_worker as recycle_worker
     from ._sync import start as start
     from ._sync import stop as stop
     from .config import Config as Config
@@ -49,6 +51,8 @@ __all__ = (
     "execute_stream",
     "get_stats",
     "list_workers",
+    "recycle_worker",
+    "lifecycle_stats",
     "SyncSnakepit",
     "Config",
     "PoolConfig",
@@ -75,6 +79,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "execute_stream": ("snakepit._sync", "execute_stream"),
     "get_stats": ("snakepit._sync", "get_stats"),
     "list_workers": ("snakepit._sync", "list_workers"),
+    "recycle_worker": ("snakepit._sync", "recycle_worker"),
+    "lifecycle_stats": ("snakepit._sync", "lifecycle_stats"),
     "SyncSnakepit": ("snakepit._sync", "SyncSnakepit"),
     "Config": ("snakepit.config", "Config"),
     "PoolConfig": ("snakepit.config", "PoolConfig"),

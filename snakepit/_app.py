@@ -171,6 +171,39 @@ class Snakepit:
                 total[key] = total.get(key, 0) + value
         return total
 
+    async def recycle_worker(self, pool: str, worker_id: str) -> str:
+        """Replace worker *worker_id* of *pool* now, start-before-stop; return the
+        id of its replacement.
+
+        Raises:
+            PoolNotFound: no pool has that name.
+            WorkerNotFound: no such worker serves in that pool.
+            WorkerStartError: the replacement did not start (the worker keeps
+                serving).
+        """
+        return await self.pool(pool).recycle_worker(worker_id)
+
+    def lifecycle_stats(self) -> dict[str, Any]:
+        """Lifecycle numbers over every pool: ``total_workers``,
+        ``workers_by_pool``, ``total_requests``, ``workers_near_ttl``,
+        ``workers_near_max_requests`` (at 90 % of the limit) and
+        ``recycles_by_reason``."""
+        by_pool = {name: p.lifecycle_stats() for name, p in self._pools.items()}
+        reasons: dict[str, int] = {}
+        for stats in by_pool.values():
+            for reason, count in stats["recycles_by_reason"].items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        return {
+            "total_workers": sum(s["workers"] for s in by_pool.values()),
+            "workers_by_pool": {name: s["workers"] for name, s in by_pool.items()},
+            "total_requests": sum(s["requests"] for s in by_pool.values()),
+            "workers_near_ttl": sum(s["workers_near_ttl"] for s in by_pool.values()),
+            "workers_near_max_requests": sum(
+                s["workers_near_max_requests"] for s in by_pool.values()
+            ),
+            "recycles_by_reason": reasons,
+        }
+
     def list_workers(self, pool: str | None = None) -> list[str]:
         """Worker ids of *pool*, or of every pool when ``None``."""
         if pool is not None:

@@ -28,6 +28,8 @@ __all__ = (
     "execute_stream",
     "get_stats",
     "list_workers",
+    "lifecycle_stats",
+    "recycle_worker",
     "start",
     "stop",
 )
@@ -154,6 +156,15 @@ class SyncSnakepit:
     def list_workers(self, pool: str | None = None) -> list[str]:
         """Worker ids of *pool*, or of every pool."""
         return self._call(self._app.list_workers, pool)  # type: ignore[no-any-return]
+
+    def recycle_worker(self, pool: str, worker_id: str) -> str:
+        """Replace a worker now; return its replacement's id (see
+        ``Snakepit.recycle_worker``)."""
+        return self._call(self._app.recycle_worker, pool, worker_id)  # type: ignore[no-any-return]
+
+    def lifecycle_stats(self) -> dict[str, Any]:
+        """Lifecycle numbers over every pool (see ``Snakepit.lifecycle_stats``)."""
+        return self._call(self._app.lifecycle_stats)  # type: ignore[no-any-return]
 
     def _call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         if self._stopped:
@@ -292,3 +303,13 @@ def get_stats(pool: str | None = None) -> dict[str, int]:
 def list_workers(pool: str | None = None) -> list[str]:
     """Worker ids of the started application."""
     return _started().list_workers(pool)
+
+
+def recycle_worker(pool: str, worker_id: str) -> str:
+    """Replace a worker of the started application now; return the new id."""
+    return _started().recycle_worker(pool, worker_id)
+
+
+def lifecycle_stats() -> dict[str, Any]:
+    """Lifecycle numbers of the started application."""
+    return _started().lifecycle_stats()

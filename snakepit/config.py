@@ -208,6 +208,12 @@ _NORMALIZERS: dict[str, Callable[[object], object]] = {
     "worker_ttl": _ttl,
     "worker_max_requests": _max_requests,
     "memory_threshold_mb": _memory_mb,
+    "worker_max_requests_jitter": _non_negative_int,
+    "lifecycle_check_interval": _positive_seconds,
+    "health_check_interval": _positive_seconds,
+    "health_check_timeout": _positive_seconds,
+    "drain_timeout": _positive_seconds,
+    "max_concurrent_recycles": _positive_int,
 }
 
 
@@ -313,6 +319,15 @@ class PoolConfig:
             integer, or ``"infinity"`` (stored as ``math.inf``).
         memory_threshold_mb: recycle a worker whose memory (RSS) passes this many
             megabytes (``None``: never).
+        worker_max_requests_jitter: add up to this many requests to each worker's
+            ``worker_max_requests`` (drawn per worker), so workers started together
+            do not all recycle together. 0: no jitter.
+        lifecycle_check_interval: seconds between TTL and memory checks.
+        health_check_interval: seconds between health checks (a ``ping``).
+        health_check_timeout: seconds a worker has to answer a health check.
+        drain_timeout: seconds a recycled worker has to finish its calls in flight
+            before it is told to shut down.
+        max_concurrent_recycles: recycles that may run at once in the pool.
 
     Raises:
         ConfigError: a value is invalid; the message names the pool and the key.
@@ -381,6 +396,23 @@ class PoolConfig:
         default=None,
         converter=_to_memory,
         validator=_check("memory_threshold_mb"),
+    )
+
+    worker_max_requests_jitter: int = attrs.field(
+        default=0, validator=_check("worker_max_requests_jitter")
+    )
+    lifecycle_check_interval: float = attrs.field(
+        default=60.0, validator=_check("lifecycle_check_interval")
+    )
+    health_check_interval: float = attrs.field(
+        default=300.0, validator=_check("health_check_interval")
+    )
+    health_check_timeout: float = attrs.field(
+        default=10.0, validator=_check("health_check_timeout")
+    )
+    drain_timeout: float = attrs.field(default=30.0, validator=_check("drain_timeout"))
+    max_concurrent_recycles: int = attrs.field(
+        default=1, validator=_check("max_concurrent_recycles")
     )
 
     @threads_per_worker.default

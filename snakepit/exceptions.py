@@ -48,6 +48,7 @@ __all__ = (
     "HandlerAlreadyAttached",
     "NotStarted",
     "AlreadyStarted",
+    "WorkerNotFound",
 )
 
 
@@ -312,3 +313,7 @@ class NotStarted(SnakepitError, RuntimeError):
 class AlreadyStarted(SnakepitError, RuntimeError):
     """Raised by ``snakepit.start()`` when an application is already started;
     call ``snakepit.stop()`` first."""
+
+
+class WorkerNotFound(PoolError, LookupError):
+    """Raised by ``recycle_worker`` when no worker with that id serves in the pool."""

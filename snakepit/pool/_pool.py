@@ -12,6 +12,8 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import random
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, final
@@ -28,13 +30,15 @@ from snakepit.exceptions import (
     PoolUnavailable,
     QueueTimeout,
     RestartIntensityExceeded,
+    WorkerNotFound,
     WorkerStartError,
 )
+from snakepit.lifecycle import RecycleReason, is_near, run_lifecycle
 from snakepit.profiles import profile_for
 from snakepit.protocol import Call, encode
 from snakepit.supervisor import ChildSpec, Restart, Strategy, Supervisor
 
-from ._slot import WorkerSlot
+from ._slot import RecycleTicket, WorkerSlot
 from ._stream import ChunkStream
 from ._worker import WorkerProcess, _ShuttingDown
 
@@ -45,6 +49,10 @@ logger = logging.getLogger("snakepit.pool")
 _E_SATURATED = ("snakepit", "pool", "saturated")
 _E_QUEUE_TIMEOUT = ("snakepit", "pool", "queue_timeout")
 _E_RESTARTED = ("snakepit", "worker", "restarted")
+_E_RECYCLED = ("snakepit", "worker", "recycled")
+_E_RECYCLE_FAILED = ("snakepit", "worker", "recycle_failed")
+#: After a call, re-sample a worker's RSS if the last sample is this old.
+_RSS_SAMPLE_AFTER_CALL = 0.5
 
 #: How often a call refused by a stopping worker is sent elsewhere.
 _MAX_REDISPATCH = 3
@@ -104,6 +112,13 @@ class Pool:
         self._ids = itertools.count(1)
         self._worker_ids = itertools.count(1)
         self._limiter = anyio.CapacityLimiter(config.startup_batch_size)
+        self._recycle_limiter = anyio.CapacityLimiter(config.max_concurrent_recycles)
+        self._recycles_by_reason: dict[str, int] = {}
+        self._memory_threshold = (
+            None
+            if config.memory_threshold_mb is None
+            else config.memory_threshold_mb * 1024 * 1024
+        )
         self._supervisor = _PoolSupervisor(self)
         self._closed = False
         self._started = False
@@ -111,7 +126,15 @@ class Pool:
         self._last_start_failure: WorkerStartError | None = None
         self._changed = anyio.Event()
         self._stats = dict.fromkeys(
-            ("requests", "errors", "queue_timeouts", "saturated", "restarts"), 0
+            (
+                "requests",
+                "errors",
+                "queue_timeouts",
+                "saturated",
+                "restarts",
+                "recycles",
+            ),
+            0,
         )
 
     # --- Running ---
@@ -148,7 +171,9 @@ class Pool:
                 if not sup_done.is_set():
                     self._started = True
                     task_status.started(self)
+                    tg.start_soon(run_lifecycle, self)
                 await sup_done.wait()
+                tg.cancel_scope.cancel()
             if self._broken is not None and not self._closed:
                 raise self._unavailable()
         finally:
@@ -183,16 +208,10 @@ class Pool:
     # --- Slots and workers (called by the slots and workers) ---
 
     def _make_slot(self, index: int) -> WorkerSlot:
-        return WorkerSlot(
-            index,
-            self._make_worker,
-            self._limiter,
-            self._record_start_failure,
-            self._count_restart,
-        )
+        return WorkerSlot(index, self)
 
-    def _make_worker(self) -> WorkerProcess:
-        return WorkerProcess(
+    def _make_worker(self, slot: WorkerSlot) -> WorkerProcess:
+        worker = WorkerProcess(
             self.config,
             f"{self.config.name}-{next(self._worker_ids)}",
             capacity=self._capacity,
@@ -201,6 +220,11 @@ class Pool:
             on_gone=self._worker_gone,
             on_release=self._release,
         )
+        worker.slot = slot
+        limit = self.config.worker_max_requests
+        jitter = self.config.worker_max_requests_jitter
+        worker.max_requests = limit + random.randint(0, jitter) if jitter else limit
+        return worker
 
     def _record_start_failure(self, failure: WorkerStartError) -> None:
         self._last_start_failure = failure
@@ -325,10 +349,132 @@ class Pool:
             pass
 
     def _release(self, worker: WorkerProcess) -> None:
-        """One call on *worker* ended: give its capacity to the next waiter."""
+        """One call on *worker* ended: give its capacity to the next waiter, and
+        recycle the worker if it reached a limit."""
         worker.load -= 1
-        if worker.accepting:
-            self._serve_queue(worker)
+        if not worker.accepting:
+            if worker.load <= 0:
+                worker.drained.set()
+            return
+        if not worker.recycling:
+            if worker.requests >= worker.max_requests:
+                self.request_recycle(worker, RecycleReason.MAX_REQUESTS)
+            elif (
+                self._memory_threshold is not None
+                and worker.rss_sample_age() >= _RSS_SAMPLE_AFTER_CALL
+            ):
+                rss = worker.sample_rss()
+                if rss is not None and rss >= self._memory_threshold:
+                    self.request_recycle(worker, RecycleReason.MEMORY_THRESHOLD)
+        self._serve_queue(worker)
+
+    # --- Lifecycle (used by the slots and snakepit.lifecycle) ---
+
+    @property
+    def closing(self) -> bool:
+        """Whether the pool stopped taking calls."""
+        return self._closed
+
+    def serving_workers(self) -> list[WorkerProcess]:
+        """The workers taking calls now."""
+        return [w for w in self._workers.values() if w.accepting]
+
+    def request_recycle(
+        self,
+        worker: WorkerProcess,
+        reason: RecycleReason,
+        ticket: RecycleTicket | None = None,
+    ) -> None:
+        """Ask *worker*'s slot to replace it, start-before-stop (never blocks)."""
+        slot: WorkerSlot | None = getattr(worker, "slot", None)
+        if slot is None or self._closed:
+            if ticket is not None:
+                ticket.error = PoolClosed(f"pool {self.config.name!r} is closed")
+                ticket.done.set()
+            return
+        slot.request_recycle(worker, reason, ticket)
+
+    def note_recycle(self, worker: WorkerProcess, reason: RecycleReason) -> None:
+        """Count a recycle of *worker*; emit ``("snakepit", "worker", "recycled")``."""
+        self._stats["recycles"] += 1
+        key = reason.value
+        self._recycles_by_reason[key] = self._recycles_by_reason.get(key, 0) + 1
+        telemetry.execute(
+            _E_RECYCLED,
+            {"count": 1},
+            {
+                "worker_id": worker.id,
+                "pool": self.config.name,
+                "reason": key,
+                "uptime_seconds": time.monotonic() - worker.started_at,
+                "request_count": worker.requests,
+            },
+        )
+
+    def _recycle_failed(
+        self, worker: WorkerProcess, reason: RecycleReason, error: BaseException
+    ) -> None:
+        logger.error(
+            "pool %r: the replacement for worker %s (%s) did not start; the worker "
+            "keeps serving: %s",
+            self.config.name,
+            worker.id,
+            reason.value,
+            error,
+        )
+        telemetry.execute(
+            _E_RECYCLE_FAILED,
+            {"count": 1},
+            {
+                "worker_id": worker.id,
+                "pool": self.config.name,
+                "reason": reason.value,
+                "error": error,
+            },
+        )
+
+    async def recycle_worker(self, worker_id: str) -> str:
+        """Replace worker *worker_id* now (start-before-stop) and return the id of
+        its replacement.
+
+        Raises:
+            WorkerNotFound: no such worker serves in this pool.
+            WorkerStartError: the replacement did not start (the worker keeps
+                serving).
+        """
+        worker = self._workers.get(worker_id)
+        if worker is None or not worker.accepting:
+            known = ", ".join(self._workers) or "none"
+            raise WorkerNotFound(
+                f"pool {self.config.name!r} has no worker {worker_id!r} "
+                f"(serving: {known})"
+            )
+        ticket = RecycleTicket()
+        self.request_recycle(worker, RecycleReason.MANUAL, ticket)
+        await ticket.done.wait()
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.new_worker_id is not None
+        return ticket.new_worker_id
+
+    def lifecycle_stats(self) -> dict[str, Any]:
+        """Workers, requests, workers near their TTL or request limit (90 %), and
+        recycles by reason, for this pool."""
+        now = time.monotonic()
+        workers = self.serving_workers()
+        return {
+            "workers": len(workers),
+            "requests": self._stats["requests"],
+            "workers_near_ttl": sum(
+                1
+                for w in workers
+                if is_near(now - w.started_at, self.config.worker_ttl)
+            ),
+            "workers_near_max_requests": sum(
+                1 for w in workers if is_near(w.requests, w.max_requests)
+            ),
+            "recycles_by_reason": dict(self._recycles_by_reason),
+        }
 
     def _serve_queue(self, worker: WorkerProcess) -> None:
         while self._queue and worker.load < worker.capacity and worker.accepting:
@@ -442,8 +588,8 @@ class Pool:
 
     def get_stats(self) -> dict[str, int]:
         """Counts, as integers: ``workers, available, busy, queued, requests,
-        errors, queue_timeouts, saturated, restarts``, plus ``capacity`` and
-        ``load`` (total over the workers)."""
+        errors, queue_timeouts, saturated, restarts, recycles``, plus ``capacity``
+        and ``load`` (totals over the workers)."""
         workers = list(self._workers.values())
         return {
             "workers": len(workers),

@@ -161,6 +161,18 @@ class WorkerProcess:
         self.pid: int | None = None
         self.started_at = 0.0
         self.accepting = False
+        #: The slot that keeps this worker (set by the pool).
+        self.slot: Any = None
+        #: This worker's request limit (``worker_max_requests`` plus its jitter).
+        self.max_requests: float = math.inf
+        #: Set while a recycle of this worker is requested or running.
+        self.recycling = False
+        #: The cancel scope its slot runs it in; cancelling it stops it gracefully.
+        self.scope: anyio.CancelScope | None = None
+        #: Set once it stopped taking calls and has none in flight.
+        self.drained = anyio.Event()
+        self._psutil_process: Any = None
+        self._rss_sampled_at = -math.inf
         self._kill_on_abandon = kill_on_abandon
         self._on_ready = on_ready
         self._on_gone = on_gone
@@ -183,9 +195,7 @@ class WorkerProcess:
         self._request_closed = False
         self._io_done = anyio.Event()
         self._stderr_done = anyio.Event()
-        self._control_send, self._control_receive = anyio.create_memory_object_stream[
-            bytes
-        ](math.inf)
+        self._control_send: MemoryObjectSendStream[bytes] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -207,8 +217,6 @@ class WorkerProcess:
         try:
             self._spawned = await spawn_worker(self.config, worker_id=self.id)
         except OSError as exc:
-            self._control_send.close()
-            self._control_receive.close()
             raise WorkerStartError(
                 f"pool {self.config.name!r}: could not start worker {self.id} "
                 f"({self.config.python_executable or 'python'}): {exc}"
@@ -360,6 +368,38 @@ class WorkerProcess:
                 },
             )
 
+    def stop_accepting(self) -> None:
+        """Take the worker out of dispatch; calls in flight go on (a recycle)."""
+        self._gone()
+        if self.load <= 0:
+            self.drained.set()
+
+    def kill_now(self, reason: str) -> None:
+        """Kill the worker at once (SIGKILL to its process group); its slot replaces
+        it, and calls in flight fail with ``WorkerCrashed(reason=reason)``."""
+        self._kill(reason)
+
+    def sample_rss(self) -> int | None:
+        """The worker's resident memory in bytes, read now (psutil), or ``None``
+        if it is gone. Cheap: one read of ``/proc/<pid>/statm``."""
+        import psutil
+
+        if self.pid is None:
+            return None
+        try:
+            if self._psutil_process is None:
+                self._psutil_process = psutil.Process(self.pid)
+            rss = int(self._psutil_process.memory_info().rss)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            return None
+        self._rss = rss
+        self._rss_sampled_at = time.monotonic()
+        return rss
+
+    def rss_sample_age(self) -> float:
+        """Seconds since the last RSS sample."""
+        return time.monotonic() - self._rss_sampled_at
+
     def _gone(self) -> None:
         self.accepting = False
         if not self._gone_called:
@@ -407,7 +447,8 @@ class WorkerProcess:
                     try:
                         await self._read_replies()
                     finally:
-                        self._control_send.close()
+                        if self._control_send is not None:
+                            self._control_send.close()
         finally:
             self._stderr_done.set()
             self._io_done.set()
@@ -422,12 +463,15 @@ class WorkerProcess:
 
     async def _send_controls(self) -> None:
         """Send the small frames queued from sync code (stream cancels)."""
-        async with self._control_receive:
-            async for frame in self._control_receive:
-                try:
-                    await self._send(frame)
-                except WorkerCrashed:
-                    return
+        send, receive = anyio.create_memory_object_stream[bytes](math.inf)
+        self._control_send = send
+        with send:
+            async with receive:
+                async for frame in receive:
+                    try:
+                        await self._send(frame)
+                    except WorkerCrashed:
+                        return
 
     async def _drain(self, stream: Any, level: int, done: anyio.Event | None) -> None:
         """Log a worker's stdout or stderr line by line, never blocking it."""
@@ -680,6 +724,8 @@ class WorkerProcess:
 
     def cancel_soon(self, req_id: int) -> None:
         """Ask the worker to stop stream *req_id* (queued, never blocks)."""
+        if self._control_send is None:
+            return
         try:
             self._control_send.send_nowait(encode(Cancel(req_id)))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):

@@ -231,6 +231,15 @@ _SPECS: tuple[EventSpec, ...] = (
         description="A worker failed its health check and is being replaced.",
     ),
     EventSpec(
+        name=("snakepit", "worker", "recycle_failed"),
+        measurements=("count",),
+        metadata=("worker_id", "pool", "reason", "error"),
+        description=(
+            "A recycle's replacement did not start; the worker keeps serving and "
+            "the recycle is retried later."
+        ),
+    ),
+    EventSpec(
         name=("snakepit", "worker", "started"),
         measurements=("count", "startup_seconds"),
         metadata=("worker_id", "pool", "pid"),

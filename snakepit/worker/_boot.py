@@ -18,9 +18,17 @@ from collections.abc import Sequence
 
 from snakepit.adapter import Adapter
 
-from ._options import USAGE, ExitCode, UsageError, WorkerOptions, parse_args
+from ._options import (
+    USAGE,
+    ExitCode,
+    ThreadSafetyChecks,
+    UsageError,
+    WorkerOptions,
+    parse_args,
+)
 from ._report import report
 from ._runtime import Runtime
+from ._safety import ThreadSafetyChecker
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,10 +54,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"{USAGE}snakepit worker: error: {exc}\n")
         return ExitCode.USAGE
+    checks = options.thread_safety_checks is not ThreadSafetyChecks.OFF
+    # What the worker itself loaded: the checker's libraries are the adapter's.
+    baseline = frozenset(sys.modules) if checks else frozenset()
     loaded = _load_adapter(options)
     if not isinstance(loaded, Adapter):
         return loaded
-    return Runtime(loaded, options).run()
+    checker = None
+    if checks:
+        checker = ThreadSafetyChecker(loaded, options, baseline)
+        problem = checker.start()
+        if problem is not None:
+            report(problem)
+            try:
+                loaded.teardown()
+            except BaseException as exc:
+                report("teardown() raised", exc)
+            return ExitCode.ADAPTER_IMPORT
+    return Runtime(loaded, options, checker).run()
 
 
 def _prepare_process(options: WorkerOptions) -> None:
@@ -101,9 +123,11 @@ def _load_adapter(options: WorkerOptions) -> Adapter | ExitCode:
         return ExitCode.ADAPTER_IMPORT
     if options.threads > 1 and not target.__thread_safe__:
         report(
-            f"adapter {spec!r} is not declared thread-safe, so it cannot run with "
-            f"--threads {options.threads}; subclass ThreadSafeAdapter or set "
-            "__thread_safe__ = True once it is"
+            f"adapter {spec!r} is not declared thread-safe, so it cannot run calls "
+            f"on {options.threads} threads (--threads {options.threads}). To fix "
+            "it: subclass snakepit.adapter.ThreadSafeAdapter or set "
+            "__thread_safe__ = True, after making its commands safe to run "
+            "concurrently; or use worker_profile='process'"
         )
         return ExitCode.ADAPTER_IMPORT
     try:

@@ -4,15 +4,22 @@ Checking first, against the signature, is what tells a caller's mistake (a missi
 or unexpected argument: ``invalid_arguments``) from a ``TypeError`` raised inside
 the command (``exception``). The check is a pair of set comparisons on the hot
 path; :meth:`inspect.Signature.bind` runs only to word the error.
+
+Every table also has the reserved command ``__snakepit_thread_safety_report__``;
+with a checker, the adapter's commands are wrapped by it (and only then).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 
 from snakepit.adapter import Adapter
 from snakepit.exceptions import CommandNotFound, InvalidArguments
+
+from ._options import WorkerOptions
+from ._safety import REPORT_COMMAND, ThreadSafetyChecker, checks_off_report
 
 _POSITIONAL_ONLY = inspect.Parameter.POSITIONAL_ONLY
 _BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -87,17 +94,39 @@ def _all_str(keys: Iterable[object]) -> bool:
 
 
 class CommandTable:
-    """The commands of one adapter instance, by name."""
+    """The commands of one adapter instance, by name, plus the reserved report.
+
+    Args:
+        adapter: the set-up adapter.
+        options: the worker's options (for the report); defaults to a
+            one-thread worker's.
+        checker: wraps each command when thread-safety checks are on.
+    """
 
     __slots__ = ("_adapter_name", "_commands")
 
-    def __init__(self, adapter: Adapter) -> None:
+    def __init__(
+        self,
+        adapter: Adapter,
+        options: WorkerOptions | None = None,
+        checker: ThreadSafetyChecker | None = None,
+    ) -> None:
         cls = type(adapter)
         self._adapter_name = f"{cls.__module__}:{cls.__qualname__}"
-        self._commands = {
-            name: Command(name, getattr(adapter, info.method), info.stream)
-            for name, info in cls.commands().items()
-        }
+        self._commands: dict[str, Command] = {}
+        for name, info in cls.commands().items():
+            func = getattr(adapter, info.method)
+            if checker is not None:
+                func = checker.wrap(info, func)
+            self._commands[name] = Command(name, func, info.stream)
+        report: Callable[[], object]
+        if checker is not None:
+            report = checker.report
+        else:
+            if options is None:
+                options = WorkerOptions(cls.__qualname__, -1, -1)
+            report = functools.partial(checks_off_report, adapter, options)
+        self._commands[REPORT_COMMAND] = Command(REPORT_COMMAND, report, False)
 
     def get(self, name: str) -> Command:
         """Return the command *name*.
@@ -108,7 +137,10 @@ class CommandTable:
         """
         command = self._commands.get(name)
         if command is None:
-            available = ", ".join(sorted(self._commands)) or "(none)"
+            available = (
+                ", ".join(sorted(n for n in self._commands if n != REPORT_COMMAND))
+                or "(none)"
+            )
             raise CommandNotFound(
                 "CommandNotFound",
                 f"unknown command {name!r}; adapter {self._adapter_name} has: "

@@ -27,6 +27,7 @@ usage: python -m snakepit.worker --adapter MODULE:CLASS --fds REQ_READ_FD,REPLY_
                                  [--threads N] [--max-frame-bytes N]
                                  [--parent-pid PID] [--adapter-args JSON]
                                  [--worker-id ID] [--run-id ID]
+                                 [--thread-safety-checks {off,warn,strict}]
 """
 
 
@@ -49,8 +50,10 @@ class ExitCode(enum.IntEnum):
     """The command line was invalid; the reason is on stderr."""
     ADAPTER_IMPORT = 3
     """The adapter could not be loaded: import failed, it is not an ``Adapter``
-    subclass, or ``--threads`` is above 1 and it is not thread-safe. Before
-    ``Hello``; the reason and traceback are on stderr."""
+    subclass, or ``--threads`` is above 1 and it is not thread-safe (or, with
+    ``--thread-safety-checks strict``, its import or ``setup()`` loaded a library
+    the compatibility matrix lists as not thread-safe). Before ``Hello``; the
+    reason and traceback are on stderr."""
     ADAPTER_SETUP = 4
     """Building the adapter or its ``setup()`` raised (or ``Hello`` could not be
     sent). Before ``Hello``; the traceback is on stderr."""
@@ -58,6 +61,25 @@ class ExitCode(enum.IntEnum):
     """The request channel carried an invalid frame, or could not be read."""
     TEARDOWN_FAILED = 6
     """``teardown()`` raised during an orderly shutdown (``Bye`` was still sent)."""
+
+
+class ThreadSafetyChecks(enum.Enum):
+    """What the worker's thread-safety checker does (``--thread-safety-checks``).
+
+    See ``docs/thread-safety.md`` for what is checked.
+
+    .. versionadded:: 0.1
+    """
+
+    OFF = "off"
+    """No checker: calls run unwrapped, and the report command says checks are
+    off. The default."""
+    WARN = "warn"
+    """Record concurrency per command and warn (on stderr) about unsafe libraries
+    and overlapping ``__unsafe_commands__``."""
+    STRICT = "strict"
+    """As ``warn``, and fail the offending call (or startup) with
+    ``ThreadSafetyError``."""
 
 
 class UsageError(Exception):
@@ -89,6 +111,8 @@ class WorkerOptions(NamedTuple):
     """An identifier shown in the process's command line (for ``ps``)."""
     run_id: str | None = None
     """An identifier of the parent's run, so leftovers can be found."""
+    thread_safety_checks: ThreadSafetyChecks = ThreadSafetyChecks.OFF
+    """Whether and how the worker checks thread safety at run time."""
 
 
 _FLAGS = frozenset(
@@ -101,6 +125,7 @@ _FLAGS = frozenset(
         "--adapter-args",
         "--worker-id",
         "--run-id",
+        "--thread-safety-checks",
     )
 )
 
@@ -138,6 +163,8 @@ def command_line(options: WorkerOptions, *, python: str | None = None) -> list[s
         argv += ["--worker-id", options.worker_id]
     if options.run_id is not None:
         argv += ["--run-id", options.run_id]
+    if options.thread_safety_checks is not ThreadSafetyChecks.OFF:
+        argv += ["--thread-safety-checks", options.thread_safety_checks.value]
     return argv
 
 
@@ -200,7 +227,21 @@ def parse_args(argv: Sequence[str]) -> WorkerOptions:
         )
     if "--adapter-args" in values:
         options = options._replace(adapter_args=_json_object(values["--adapter-args"]))
+    if "--thread-safety-checks" in values:
+        options = options._replace(
+            thread_safety_checks=_checks(values["--thread-safety-checks"])
+        )
     return options
+
+
+def _checks(text: str) -> ThreadSafetyChecks:
+    try:
+        return ThreadSafetyChecks(text)
+    except ValueError:
+        choices = ", ".join(mode.value for mode in ThreadSafetyChecks)
+        raise UsageError(
+            f"--thread-safety-checks must be one of {choices}, got {text!r}"
+        ) from None
 
 
 def _int(flag: str, text: str, *, low: int, high: int | None = None) -> int:

@@ -68,6 +68,7 @@ from ._report import (
     report,
     safe_str,
 )
+from ._safety import ThreadSafetyChecker
 
 _READ_SIZE = 64 * 1024  # below glibc's mmap threshold: no mmap per small read
 _MAX_READ_SIZE = 16 * 1024 * 1024
@@ -115,10 +116,15 @@ _Job = tuple[int, Command, dict[str, object], _Stream | None, str | None]
 class Runtime:
     """One worker's serving loop around one set-up adapter."""
 
-    def __init__(self, adapter: Adapter, options: WorkerOptions) -> None:
+    def __init__(
+        self,
+        adapter: Adapter,
+        options: WorkerOptions,
+        checker: ThreadSafetyChecker | None = None,
+    ) -> None:
         self._adapter = adapter
         self._options = options
-        self._table = CommandTable(adapter)
+        self._table = CommandTable(adapter, options, checker)
         self._max = options.max_frame_bytes
         self._queue: SimpleQueue[_Job | None] = SimpleQueue()
         self._write_lock = threading.Lock()
