@@ -3,6 +3,9 @@
 - ``snakepit demo``: a guided run on the showcase adapter; no arguments needed.
 - ``snakepit run CONFIG``: start the pools of a TOML file and serve until Ctrl-C or
   SIGTERM, printing readiness and stats.
+- ``snakepit doctor [--python EXE] [--config PATH] [--json]``: check worker
+  interpreters (version, free-threading, GIL, installed libraries); exits 1 when
+  workers could not start.
 """
 
 from __future__ import annotations
@@ -62,6 +65,23 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="callers running --load at once (default 4)",
     )
+    doctor = commands.add_parser(
+        "doctor",
+        help="check worker interpreters: version, free-threading, GIL, libraries",
+    )
+    doctor.add_argument(
+        "--python",
+        metavar="EXE",
+        help="the interpreter to check (default: this one, the workers' default)",
+    )
+    doctor.add_argument(
+        "--config",
+        metavar="PATH",
+        help="check every pool's python_executable of this TOML config",
+    )
+    doctor.add_argument(
+        "--json", action="store_true", help="print a JSON document instead of text"
+    )
     return parser
 
 
@@ -87,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_args,
             args.load_concurrency,
         )
+    if args.command == "doctor":
+        from snakepit._doctor import run_doctor
+
+        return run_doctor(args.python, args.config, as_json=args.json)
     parser.print_help(sys.stderr)
     return 2
 
@@ -104,48 +128,45 @@ def _run(
     from snakepit.exceptions import SnakepitError
 
     async def serve() -> int:
-        async with open_snakepit(config) as sp:
-            for pool in sp.config.get_pool_configs():
-                print(
-                    f"ready: pool {pool.name!r}: {len(sp.list_workers(pool.name))} "
-                    f"{pool.worker_profile.value} workers of {pool.adapter_module}",
-                    flush=True,
-                )
-            print("serving; Ctrl-C or SIGTERM to stop", flush=True)
-            served = [0]
-            async with anyio.create_task_group() as tg:
+        # Signals are caught from the start, so one that arrives while the pools
+        # start still leads to an orderly shutdown.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with open_snakepit(config) as sp:
+                for pool in sp.config.get_pool_configs():
+                    print(
+                        f"ready: pool {pool.name!r}: "
+                        f"{len(sp.list_workers(pool.name))} "
+                        f"{pool.worker_profile.value} workers of {pool.adapter_module}",
+                        flush=True,
+                    )
+                print("serving; Ctrl-C or SIGTERM to stop", flush=True)
+                async with anyio.create_task_group() as tg:
 
-                async def caller() -> None:
-                    assert load is not None
-                    while True:
-                        try:
-                            await sp.execute(load, load_args)
-                            served[0] += 1
-                        except SnakepitError as exc:
-                            print(f"load: {type(exc).__name__}: {exc}", flush=True)
-                            await anyio.sleep(0.1)
+                    async def caller() -> None:
+                        assert load is not None
+                        while True:
+                            try:
+                                await sp.execute(load, load_args)
+                            except SnakepitError as exc:
+                                print(f"load: {type(exc).__name__}: {exc}", flush=True)
+                                await anyio.sleep(0.1)
 
-                async def report() -> None:
-                    while True:
-                        await anyio.sleep(stats_interval)
-                        _print_stats(sp)
+                    async def report() -> None:
+                        while True:
+                            await anyio.sleep(stats_interval)
+                            _print_stats(sp)
 
-                if load is not None:
-                    for _ in range(concurrency):
-                        tg.start_soon(caller)
-                if stats_interval > 0:
-                    tg.start_soon(report)
-                with anyio.open_signal_receiver(
-                    signal.SIGINT, signal.SIGTERM
-                ) as signals:
+                    if load is not None:
+                        for _ in range(concurrency):
+                            tg.start_soon(caller)
+                    if stats_interval > 0:
+                        tg.start_soon(report)
                     async for signum in signals:
-                        print(
-                            f"{signal.Signals(signum).name}: shutting down in order",
-                            flush=True,
-                        )
+                        name = signal.Signals(signum).name
+                        print(f"{name}: shutting down in order", flush=True)
                         break
-                tg.cancel_scope.cancel()
-            _print_stats(sp)
+                    tg.cancel_scope.cancel()
+                _print_stats(sp)
         print("stopped: every worker has exited", flush=True)
         return 0
 

@@ -49,6 +49,9 @@ __all__ = (
     "NotStarted",
     "AlreadyStarted",
     "WorkerNotFound",
+    "InterpreterProbeFailed",
+    "UnknownCategory",
+    "UnknownProfile",
 )
 
 
@@ -317,3 +320,22 @@ class AlreadyStarted(SnakepitError, RuntimeError):
 
 class WorkerNotFound(PoolError, LookupError):
     """Raised by ``recycle_worker`` when no worker with that id serves in the pool."""
+
+
+# --- Interpreter tools ---
+
+
+class InterpreterProbeFailed(InterpreterNotFound):
+    """Raised by ``snakepit.interpreter.probe`` (and what builds on it) when an
+    interpreter started but did not answer the probe: it exited with an error,
+    printed something else, or took longer than the timeout."""
+
+
+class UnknownCategory(SnakepitError, ValueError):
+    """Raised by ``snakepit.interpreter.list_all`` for a category other than
+    ``thread_safe``, ``conditional`` or ``not_thread_safe``."""
+
+
+class UnknownProfile(SnakepitError, ValueError):
+    """Raised by ``snakepit.interpreter.check`` and ``generate_report`` for a
+    profile other than ``process`` or ``thread``."""

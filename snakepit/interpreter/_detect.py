@@ -258,31 +258,34 @@ def _probe_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 def _info(path: str, data: object) -> InterpreterInfo:
     """Build an :class:`InterpreterInfo` from the probe's JSON, checking its shape."""
-    try:
-        assert isinstance(data, dict)
-        assert data.get("probe") == 1
-        version = tuple(data["version"])
-        assert len(version) == 3
-        assert all(isinstance(part, int) for part in version)
-        modules = data["modules"]
-        assert isinstance(modules, dict)
-        assert all(v is None or isinstance(v, str) for v in modules.values())
-        implementation = data["implementation"]
-        assert isinstance(implementation, str)
-        return InterpreterInfo(
-            executable=path,
-            version=(version[0], version[1], version[2]),
-            implementation=implementation,
-            free_threaded=bool(data["py_gil_disabled"]),
-            gil_enabled=bool(data["gil_enabled"]),
-            has_msgpack="msgpack" in modules,
-            has_snakepit="snakepit" in modules,
-            modules=modules,
-        )
-    except (AssertionError, KeyError, TypeError) as exc:
+    if not isinstance(data, dict) or data.get("probe") != 1:
+        raise InterpreterProbeFailed(f"{path} answered the probe with {data!r}")
+    version = data.get("version")
+    modules = data.get("modules")
+    implementation = data.get("implementation")
+    if not (
+        isinstance(version, list)
+        and len(version) == 3
+        and all(isinstance(part, int) for part in version)
+        and isinstance(modules, dict)
+        and all(v is None or isinstance(v, str) for v in modules.values())
+        and isinstance(implementation, str)
+        and isinstance(data.get("py_gil_disabled"), bool)
+        and isinstance(data.get("gil_enabled"), bool)
+    ):
         raise InterpreterProbeFailed(
             f"{path} answered the probe with unexpected data: {data!r}"
-        ) from exc
+        )
+    return InterpreterInfo(
+        executable=path,
+        version=(version[0], version[1], version[2]),
+        implementation=implementation,
+        free_threaded=data["py_gil_disabled"],
+        gil_enabled=data["gil_enabled"],
+        has_msgpack="msgpack" in modules,
+        has_snakepit="snakepit" in modules,
+        modules=modules,
+    )
 
 
 def _run_probe(path: str, env: Mapping[str, str], timeout: float) -> InterpreterInfo:
@@ -302,7 +305,9 @@ def _run_probe(path: str, env: Mapping[str, str], timeout: float) -> Interpreter
             f"{path} did not answer the interpreter probe within {timeout:g} s"
         ) from exc
     except OSError as exc:
-        raise InterpreterNotFound(f"Python interpreter {path} will not run: {exc}") from exc
+        raise InterpreterNotFound(
+            f"Python interpreter {path} will not run: {exc}"
+        ) from exc
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = "\n".join(done.stderr.strip().splitlines()[-5:])
@@ -509,29 +514,44 @@ def _issues(info: InterpreterInfo) -> list[_Issue]:
     if info.version[:2] < MIN_WORKER_VERSION:
         minimum = ".".join(map(str, MIN_WORKER_VERSION))
         issues.append(
-            _Issue(True, f"{python} ({exe}) is too old for a snakepit worker: "
-                   f"{minimum} or later is needed")
+            _Issue(
+                True,
+                f"{python} ({exe}) is too old for a snakepit worker: "
+                f"{minimum} or later is needed",
+            )
         )
     if not info.has_msgpack:
         issues.append(
-            _Issue(True, f"msgpack is not installed for {exe}: workers cannot "
-                   f"start (install it: {exe} -m pip install msgpack)")
+            _Issue(
+                True,
+                f"msgpack is not installed for {exe}: workers cannot "
+                f"start (install it: {exe} -m pip install msgpack)",
+            )
         )
     if not info.has_snakepit:
         issues.append(
-            _Issue(True, f"snakepit cannot be imported by {exe}: workers cannot "
-                   "start (install snakepit for that interpreter)")
+            _Issue(
+                True,
+                f"snakepit cannot be imported by {exe}: workers cannot "
+                "start (install snakepit for that interpreter)",
+            )
         )
     if info.implementation != "cpython":
         issues.append(
-            _Issue(False, f"{exe} is {info.implementation}, not CPython: snakepit "
-                   "workers are tested on CPython only")
+            _Issue(
+                False,
+                f"{exe} is {info.implementation}, not CPython: snakepit "
+                "workers are tested on CPython only",
+            )
         )
     if supports_free_threading(info.version) and not info.free_threaded:
         issues.append(
-            _Issue(False, f"{python} ({exe}) is a standard build with the GIL: "
-                   "threads run only GIL-releasing code in parallel; a "
-                   "free-threaded build (python3.13t) runs Python code in parallel")
+            _Issue(
+                False,
+                f"{python} ({exe}) is a standard build with the GIL: "
+                "threads run only GIL-releasing code in parallel; a "
+                "free-threaded build (python3.13t) runs Python code in parallel",
+            )
         )
     if info.free_threaded and info.gil_enabled:
         issues.append(_Issue(False, _recommend(info).reason))

@@ -12,13 +12,17 @@ from __future__ import annotations
 from ._boot import main as main
 from ._options import MIN_FRAME_BYTES as MIN_FRAME_BYTES
 from ._options import ExitCode as ExitCode
+from ._options import ThreadSafetyChecks as ThreadSafetyChecks
 from ._options import WorkerOptions as WorkerOptions
 from ._options import command_line as command_line
+from ._safety import THREAD_SAFETY_REPORT_COMMAND as THREAD_SAFETY_REPORT_COMMAND
 
 __all__ = (
     "main",
     "command_line",
     "WorkerOptions",
     "ExitCode",
+    "ThreadSafetyChecks",
+    "THREAD_SAFETY_REPORT_COMMAND",
     "MIN_FRAME_BYTES",
 )

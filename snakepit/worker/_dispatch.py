@@ -19,7 +19,11 @@ from snakepit.adapter import Adapter
 from snakepit.exceptions import CommandNotFound, InvalidArguments
 
 from ._options import WorkerOptions
-from ._safety import REPORT_COMMAND, ThreadSafetyChecker, checks_off_report
+from ._safety import (
+    THREAD_SAFETY_REPORT_COMMAND,
+    ThreadSafetyChecker,
+    checks_off_report,
+)
 
 _POSITIONAL_ONLY = inspect.Parameter.POSITIONAL_ONLY
 _BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -126,7 +130,9 @@ class CommandTable:
             if options is None:
                 options = WorkerOptions(cls.__qualname__, -1, -1)
             report = functools.partial(checks_off_report, adapter, options)
-        self._commands[REPORT_COMMAND] = Command(REPORT_COMMAND, report, False)
+        self._commands[THREAD_SAFETY_REPORT_COMMAND] = Command(
+            THREAD_SAFETY_REPORT_COMMAND, report, False
+        )
 
     def get(self, name: str) -> Command:
         """Return the command *name*.
@@ -138,7 +144,11 @@ class CommandTable:
         command = self._commands.get(name)
         if command is None:
             available = (
-                ", ".join(sorted(n for n in self._commands if n != REPORT_COMMAND))
+                ", ".join(
+                    sorted(
+                        n for n in self._commands if n != THREAD_SAFETY_REPORT_COMMAND
+                    )
+                )
                 or "(none)"
             )
             raise CommandNotFound(

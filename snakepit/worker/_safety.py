@@ -53,7 +53,7 @@ from snakepit.adapter import (
 
 from ._options import ThreadSafetyChecks, WorkerOptions
 
-REPORT_COMMAND = "__snakepit_thread_safety_report__"
+THREAD_SAFETY_REPORT_COMMAND = "__snakepit_thread_safety_report__"
 """The reserved command every worker answers with its thread-safety report."""
 
 MATRIX_ENV = "SNAKEPIT_COMPAT_MATRIX"
