@@ -69,7 +69,10 @@ def _examine(target: _Target) -> dict[str, Any]:
         "modules": dict(info.modules),
     }
     advice = _recommend(info)
-    result["recommendation"] = {"profile": advice.profile.value, "reason": advice.reason}
+    result["recommendation"] = {
+        "profile": advice.profile.value,
+        "reason": advice.reason,
+    }
     for issue in _issues(info):
         result["problems" if issue.blocking else "warnings"].append(issue.message)
     if (
@@ -90,9 +93,7 @@ def _examine(target: _Target) -> dict[str, Any]:
 
 
 def _wrapped(text: str, first: str, rest: str) -> str:
-    return textwrap.fill(
-        text, _WIDTH, initial_indent=first, subsequent_indent=rest
-    )
+    return textwrap.fill(text, _WIDTH, initial_indent=first, subsequent_indent=rest)
 
 
 def _yes(flag: bool) -> str:

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GUIDES = ["README.md", "docs/execute.md", "docs/troubleshooting.md"]
+GUIDES = [
+    "README.md",
+    "docs/execute.md",
+    "docs/troubleshooting.md",
+    "docs/lifecycle.md",
+]
 
 
 def blocks(name: str) -> list[str]:

@@ -382,10 +382,8 @@ class ThreadSafetyChecker:
         unsafe = self._scan(command)
         if unsafe and self._strict and raising:
             raise ThreadSafetyError(
-                f"thread safety checks (strict): {_names(unsafe)} was first seen "
-                f"imported after command {command!r}, and the compatibility matrix "
-                f"lists it as not thread-safe in a worker running calls on "
-                f"{self._options.threads} threads"
+                "thread safety checks (strict): "
+                + " ".join(self._describe(lib, mod, command) for lib, mod in unsafe)
             )
 
     def _scan(self, command: str | None) -> list[tuple[Library, str]]:
@@ -414,15 +412,12 @@ class ThreadSafetyChecker:
                 found.append((library, module))
                 if library.thread_safety == _NOT_SAFE:
                     self._violation(
-                        "unsafe_library", library.name, self._describe(library, module)
+                        "unsafe_library",
+                        library.name,
+                        self._describe(library, module, command),
                     )
         for library, module in found:
-            where = (
-                "at adapter import or setup()"
-                if command is None
-                else f"after command {command!r}"
-            )
-            self._warn(f"{self._describe(library, module)} (first seen {where})")
+            self._warn(self._describe(library, module, command))
         return [(lib, mod) for lib, mod in found if lib.thread_safety == _NOT_SAFE]
 
     def _match(self, module: str) -> Library | None:
@@ -434,20 +429,26 @@ class ThreadSafetyChecker:
                 return library
         return None
 
-    def _describe(self, library: Library, module: str) -> str:
+    def _describe(self, library: Library, module: str, command: str | None) -> str:
         kind = (
             "not thread-safe"
             if library.thread_safety == _NOT_SAFE
             else "only conditionally thread-safe"
         )
+        where = (
+            "at adapter import or setup()"
+            if command is None
+            else f"after command {command!r}"
+        )
         text = (
-            f"{library.name} (module {module!r}) is {kind} per the compatibility "
-            f"matrix, and this worker runs calls on {self._options.threads} threads"
+            f"{library.name} (module {module!r}, first seen imported {where}) is "
+            f"{kind} per the compatibility matrix, and this worker runs calls on "
+            f"{self._options.threads} threads."
         )
         if library.notes:
-            text += f"; {library.notes}"
+            text += f" Notes: {library.notes.rstrip('.')}."
         if library.workaround:
-            text += f"; workaround: {library.workaround}"
+            text += f" Workaround: {library.workaround.rstrip('.')}."
         return text
 
     def _warn(self, message: str) -> None:

@@ -31,7 +31,10 @@ def test_each_limit() -> None:
     assert decide(age=9.9, ttl=10) is None
     assert decide(requests=20, max_requests=20) is RecycleReason.MAX_REQUESTS
     assert decide(requests=19, max_requests=20) is None
-    assert decide(rss_bytes=100, memory_threshold_bytes=100) is RecycleReason.MEMORY_THRESHOLD
+    assert (
+        decide(rss_bytes=100, memory_threshold_bytes=100)
+        is RecycleReason.MEMORY_THRESHOLD
+    )
     assert decide(rss_bytes=None, memory_threshold_bytes=100) is None
     assert RecycleReason.TTL_EXPIRED == "ttl_expired"
 
