@@ -204,6 +204,17 @@ class Snakepit:
             "recycles_by_reason": reasons,
         }
 
+    def worker_stats(self, pool: str | None = None) -> list[dict[str, Any]]:
+        """Capacity, load and more per worker of *pool*, or of every pool (each
+        dict then also names its ``pool``)."""
+        if pool is not None:
+            return self.pool(pool).worker_stats()
+        return [
+            {"pool": name, **row}
+            for name, each in self._pools.items()
+            for row in each.worker_stats()
+        ]
+
     def list_workers(self, pool: str | None = None) -> list[str]:
         """Worker ids of *pool*, or of every pool when ``None``."""
         if pool is not None:

@@ -157,6 +157,10 @@ class SyncSnakepit:
         """Worker ids of *pool*, or of every pool."""
         return self._call(self._app.list_workers, pool)  # type: ignore[no-any-return]
 
+    def worker_stats(self, pool: str | None = None) -> list[dict[str, Any]]:
+        """Capacity, load and more per worker (see ``Snakepit.worker_stats``)."""
+        return self._call(self._app.worker_stats, pool)  # type: ignore[no-any-return]
+
     def recycle_worker(self, pool: str, worker_id: str) -> str:
         """Replace a worker now; return its replacement's id (see
         ``Snakepit.recycle_worker``)."""

@@ -50,6 +50,7 @@ _E_SATURATED = ("snakepit", "pool", "saturated")
 _E_QUEUE_TIMEOUT = ("snakepit", "pool", "queue_timeout")
 _E_RESTARTED = ("snakepit", "worker", "restarted")
 _E_RECYCLED = ("snakepit", "worker", "recycled")
+_E_CAPACITY = ("snakepit", "pool", "capacity_reached")
 _E_RECYCLE_FAILED = ("snakepit", "worker", "recycle_failed")
 #: After a call, re-sample a worker's RSS if the last sample is this old.
 _RSS_SAMPLE_AFTER_CALL = 0.5
@@ -282,6 +283,12 @@ class Pool:
 
     def _take(self, worker: WorkerProcess, session_id: str | None) -> WorkerProcess:
         worker.load += 1
+        if worker.load == worker.capacity:
+            telemetry.execute(
+                _E_CAPACITY,
+                {"count": 1, "capacity": worker.capacity},
+                {"pool": self.config.name, "worker_id": worker.id},
+            )
         if session_id is not None:
             self._sessions[session_id] = worker.id
             self._sessions.move_to_end(session_id)
@@ -600,6 +607,24 @@ class Pool:
             "load": sum(w.load for w in workers),
             **self._stats,
         }
+
+    def worker_stats(self) -> list[dict[str, Any]]:
+        """One dict per serving worker: ``worker_id, pid, capacity, load,
+        requests, uptime_seconds, rss_bytes`` (RSS as of the last sample or
+        health check; 0 before either)."""
+        now = time.monotonic()
+        return [
+            {
+                "worker_id": w.id,
+                "pid": w.pid,
+                "capacity": w.capacity,
+                "load": w.load,
+                "requests": w.requests,
+                "uptime_seconds": now - w.started_at,
+                "rss_bytes": w.rss_bytes,
+            }
+            for w in self._workers.values()
+        ]
 
     def list_workers(self) -> list[str]:
         """The ids of the workers serving now."""

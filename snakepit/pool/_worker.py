@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import attrs
+import psutil
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
@@ -382,8 +383,6 @@ class WorkerProcess:
     def sample_rss(self) -> int | None:
         """The worker's resident memory in bytes, read now (psutil), or ``None``
         if it is gone. Cheap: one read of ``/proc/<pid>/statm``."""
-        import psutil
-
         if self.pid is None:
             return None
         try:

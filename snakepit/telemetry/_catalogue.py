@@ -288,6 +288,15 @@ _SPECS: tuple[EventSpec, ...] = (
         description="A call was refused at once: the queue was full.",
     ),
     EventSpec(
+        name=("snakepit", "pool", "capacity_reached"),
+        measurements=("count", "capacity"),
+        metadata=("pool", "worker_id"),
+        description=(
+            "A worker took its last free slot (`capacity` calls in flight; "
+            "`threads_per_worker` in the thread profile)."
+        ),
+    ),
+    EventSpec(
         name=("snakepit", "pool", "queue_timeout"),
         measurements=("count", "waited_seconds"),
         metadata=("pool", "command"),

@@ -168,7 +168,8 @@ async def test_a_replacement_that_cannot_start_leaves_the_old_worker_serving(
 
             async def load() -> None:
                 for i in range(50):
-                    answers.append(await pool.execute("add", {"a": i, "b": 0}))
+                    answer = await pool.execute("add", {"a": i, "b": 0})
+                    answers.append(answer)
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(load)
