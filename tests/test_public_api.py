@@ -20,6 +20,7 @@ LATER = (
     "snakepit.worker",
     "snakepit.pool",
     "snakepit.profiles",
+    "snakepit.interpreter",
 )
 
 

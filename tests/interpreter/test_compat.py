@@ -13,6 +13,7 @@ import pytest
 from snakepit.exceptions import SnakepitError, UnknownCategory, UnknownProfile
 from snakepit.interpreter import (
     CheckResult,
+    CompatibilityReport,
     LibraryInfo,
     Status,
     ThreadSafety,
@@ -31,9 +32,25 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "snakepit" / "interpreter" / "compatibility.json"
 #: The libraries the issue asks the matrix to cover, at least.
 REQUIRED = (
-    "numpy scipy torch tensorflow pandas polars matplotlib plotly sqlite3 psycopg2 "
-    "requests httpx scikit-learn xgboost lightgbm transformers spacy msgpack"
-).split()
+    "numpy",
+    "scipy",
+    "torch",
+    "tensorflow",
+    "pandas",
+    "polars",
+    "matplotlib",
+    "plotly",
+    "sqlite3",
+    "psycopg2",
+    "requests",
+    "httpx",
+    "scikit-learn",
+    "xgboost",
+    "lightgbm",
+    "transformers",
+    "spacy",
+    "msgpack",
+)
 CATEGORIES = ("thread_safe", "conditional", "not_thread_safe")
 
 
@@ -151,7 +168,8 @@ def test_an_unknown_library_has_no_info() -> None:
 def test_numpy_is_ok_in_the_thread_profile() -> None:
     result = check("numpy", "thread")
     assert isinstance(result, CheckResult)
-    assert result.status is Status.OK and result.status == "ok"
+    assert result.status is Status.OK
+    assert result.status.value == "ok"
     assert result.ok
     assert result.profile is Profile.THREAD
     assert "thread-safe" in result.message
@@ -249,11 +267,12 @@ def test_generate_report_shape() -> None:
 
 def test_generate_report_in_the_process_profile_is_all_compatible() -> None:
     report = generate_report(["numpy", "pandas", "leftpad"], "process")
-    assert report == {
+    expected: CompatibilityReport = {
         "compatible": ["numpy", "pandas", "leftpad"],
         "warnings": [],
         "unknown": [],
     }
+    assert report == expected
 
 
 def test_generate_report_of_nothing() -> None:

@@ -64,36 +64,40 @@ async def test_four_calls_run_at_once_on_one_worker_and_a_fifth_waits() -> None:
 
 async def test_least_loaded_worker_gets_the_call() -> None:
     with anyio.fail_after(30):
-        async with open_pool(thread_pool(THREADS, size=2, threads=2)) as pool:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(pool.execute_in_session, "a", "meet", {"parties": 2})
-                await anyio.wait_all_tasks_blocked()
-                assert sorted(row["load"] for row in pool.worker_stats()) == [0, 1]
-                tg.start_soon(pool.execute_in_session, "b", "meet", {"parties": 2})
-                await anyio.wait_all_tasks_blocked()
-                # the second call went to the idle worker, not the busy one
-                assert sorted(row["load"] for row in pool.worker_stats()) == [1, 1]
-                # complete each barrier on its own worker (session affinity)
-                await pool.execute_in_session("a", "meet", {"parties": 2})
-                await pool.execute_in_session("b", "meet", {"parties": 2})
+        async with (
+            open_pool(thread_pool(THREADS, size=2, threads=2)) as pool,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(pool.execute_in_session, "a", "meet", {"parties": 2})
+            await anyio.wait_all_tasks_blocked()
+            assert sorted(row["load"] for row in pool.worker_stats()) == [0, 1]
+            tg.start_soon(pool.execute_in_session, "b", "meet", {"parties": 2})
+            await anyio.wait_all_tasks_blocked()
+            # the second call went to the idle worker, not the busy one
+            assert sorted(row["load"] for row in pool.worker_stats()) == [1, 1]
+            # complete each barrier on its own worker (session affinity)
+            await pool.execute_in_session("a", "meet", {"parties": 2})
+            await pool.execute_in_session("b", "meet", {"parties": 2})
 
 
 async def test_a_long_call_does_not_block_short_ones() -> None:
     with anyio.fail_after(30):
-        async with open_pool(thread_pool(CHAOS, threads=2)) as pool:
-            async with anyio.create_task_group() as tg:
-                long_done = anyio.Event()
+        long_done = anyio.Event()
+        async with (
+            open_pool(thread_pool(CHAOS, threads=2)) as pool,
+            anyio.create_task_group() as tg,
+        ):
 
-                async def long() -> None:
-                    await pool.execute("sleep", {"seconds": 2})
-                    long_done.set()
+            async def long() -> None:
+                await pool.execute("sleep", {"seconds": 2})
+                long_done.set()
 
-                tg.start_soon(long)
-                await anyio.wait_all_tasks_blocked()
-                for i in range(20):
-                    reply = await pool.execute("echo", {"request_id": i})
-                    assert reply["request_id"] == i
-                assert not long_done.is_set()
+            tg.start_soon(long)
+            await anyio.wait_all_tasks_blocked()
+            for i in range(20):
+                reply = await pool.execute("echo", {"request_id": i})
+                assert reply["request_id"] == i
+            assert not long_done.is_set()
 
 
 async def test_a_crash_fails_every_call_in_flight_with_its_own_error() -> None:
