@@ -16,6 +16,8 @@ from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from . import exceptions as exceptions
+    from . import interpreter as interpreter
+    from . import lifecycle as lifecycle
     from . import supervisor as supervisor
     from . import telemetry as telemetry
     from ._app import Snakepit as Snakepit
@@ -60,6 +62,8 @@ __all__ = (
     "exceptions",
     "supervisor",
     "telemetry",
+    "interpreter",
+    "lifecycle",
     "SnakepitError",
     "Supervisor",
     "DynamicSupervisor",
@@ -88,6 +92,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "exceptions": ("snakepit.exceptions", None),
     "supervisor": ("snakepit.supervisor", None),
     "telemetry": ("snakepit.telemetry", None),
+    "interpreter": ("snakepit.interpreter", None),
+    "lifecycle": ("snakepit.lifecycle", None),
     "SnakepitError": ("snakepit.exceptions", "SnakepitError"),
     "Supervisor": ("snakepit.supervisor", "Supervisor"),
     "DynamicSupervisor": ("snakepit.supervisor", "DynamicSupervisor"),

@@ -22,21 +22,21 @@ from ._compat import check as check
 from ._compat import generate_report as generate_report
 from ._compat import get_library_info as get_library_info
 from ._compat import list_all as list_all
-from ._detect import DEFAULT_PROBE_TIMEOUT as DEFAULT_PROBE_TIMEOUT
 from ._detect import MIN_WORKER_VERSION as MIN_WORKER_VERSION
-from ._detect import PROBE as PROBE
-from ._detect import InterpreterInfo as InterpreterInfo
 from ._detect import Recommendation as Recommendation
 from ._detect import check_installed as check_installed
-from ._detect import clear_cache as clear_cache
 from ._detect import detect as detect
 from ._detect import gil_enabled as gil_enabled
 from ._detect import is_free_threaded as is_free_threaded
-from ._detect import probe as probe
-from ._detect import probe_async as probe_async
 from ._detect import recommend_profile as recommend_profile
 from ._detect import supports_free_threading as supports_free_threading
 from ._detect import validate as validate
+from ._probe import DEFAULT_PROBE_TIMEOUT as DEFAULT_PROBE_TIMEOUT
+from ._probe import PROBE as PROBE
+from ._probe import InterpreterInfo as InterpreterInfo
+from ._probe import clear_cache as clear_cache
+from ._probe import probe as probe
+from ._probe import probe_async as probe_async
 
 __all__ = (
     # detection (Snakepit.PythonVersion)

@@ -78,7 +78,7 @@ async def test_recycling_under_load_loses_nothing(profile: dict[str, Any]) -> No
                         tg.start_soon(caller, c)
             finally:
                 telemetry.detach("test-capacity")
-            stats = pool.get_stats()
+        stats = pool.get_stats()  # after shutdown: every recycle is counted
     assert sorted(results) == sorted(sent)  # every request answered, to its caller
     recycled = events.named(RECYCLED)
     # a replacement takes ~0.1-0.3 s to start, while the old worker keeps serving
