@@ -181,6 +181,16 @@ def _str_str_mapping(value: object) -> dict[str, str]:
     return dict(value)
 
 
+def _safety_checks(value: object) -> str:
+    if value is True:
+        return "warn"
+    if value is False or value is None:
+        return "off"
+    if isinstance(value, str) and value in ("off", "warn", "strict"):
+        return value
+    raise _Invalid(f"must be true, false, 'off', 'warn' or 'strict', not {value!r}")
+
+
 def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise _Invalid(f"must be true or false, not {value!r}")
@@ -214,6 +224,7 @@ _NORMALIZERS: dict[str, Callable[[object], object]] = {
     "health_check_timeout": _positive_seconds,
     "drain_timeout": _positive_seconds,
     "max_concurrent_recycles": _positive_int,
+    "thread_safety_checks": _safety_checks,
 }
 
 
@@ -227,6 +238,10 @@ def _lenient(normalize: Callable[[object], object], value: object) -> Any:
 
 
 # attrs converters (mypy wants named functions); their parameters type __init__.
+
+
+def _to_safety_checks(value: bool | str) -> Any:
+    return _lenient(_safety_checks, value)
 
 
 def _to_profile(value: Profile | str) -> Any:
@@ -328,6 +343,9 @@ class PoolConfig:
         drain_timeout: seconds a recycled worker has to finish its calls in flight
             before it is told to shut down.
         max_concurrent_recycles: recycles that may run at once in the pool.
+        thread_safety_checks: the workers' runtime thread-safety checker:
+            ``"off"`` (default), ``"warn"`` (``True`` too) or ``"strict"``; see
+            ``docs/thread-safety.md``.
 
     Raises:
         ConfigError: a value is invalid; the message names the pool and the key.
@@ -413,6 +431,11 @@ class PoolConfig:
     drain_timeout: float = attrs.field(default=30.0, validator=_check("drain_timeout"))
     max_concurrent_recycles: int = attrs.field(
         default=1, validator=_check("max_concurrent_recycles")
+    )
+    thread_safety_checks: str = attrs.field(
+        default="off",
+        converter=_to_safety_checks,
+        validator=_check("thread_safety_checks"),
     )
 
     @threads_per_worker.default

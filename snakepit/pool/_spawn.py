@@ -23,7 +23,7 @@ from anyio.abc import Process
 import snakepit
 from snakepit.config import PoolConfig
 from snakepit.profiles import profile_for
-from snakepit.worker import WorkerOptions, command_line
+from snakepit.worker import ThreadSafetyChecks, WorkerOptions, command_line
 
 __all__ = ("Spawned", "spawn_worker", "worker_env")
 
@@ -92,6 +92,7 @@ async def spawn_worker(
             parent_pid=os.getpid(),
             adapter_args=dict(config.adapter_args) or None,
             worker_id=worker_id,
+            thread_safety_checks=ThreadSafetyChecks(config.thread_safety_checks),
         )
         argv = command_line(options, python=config.python_executable or sys.executable)
         process = await anyio.open_process(
