@@ -72,7 +72,7 @@ async def _check_limits(pool: Pool) -> None:
 
 async def _check_health(pool: Pool) -> None:
     async with anyio.create_task_group() as tg:
-        for worker in pool.serving_workers():
+        for worker in pool.live_workers():
             tg.start_soon(_ping, pool, worker)
 
 
@@ -84,7 +84,7 @@ async def _ping(pool: Pool, worker: WorkerProcess) -> None:
     except Exception as exc:  # the channel is broken: as unhealthy as can be
         healthy = False
         reason = f"ping failed: {exc}"
-    if healthy or not worker.accepting:
+    if healthy or worker.exiting:
         return
     logger.error(
         "worker %s failed its health check (%s); replacing it", worker.id, reason

@@ -115,6 +115,8 @@ class Pool:
         self._limiter = anyio.CapacityLimiter(config.startup_batch_size)
         self._recycle_limiter = anyio.CapacityLimiter(config.max_concurrent_recycles)
         self._recycles_by_reason: dict[str, int] = {}
+        #: Every worker past its handshake and not yet exited, draining ones too.
+        self._live: set[WorkerProcess] = set()
         self._memory_threshold = (
             None
             if config.memory_threshold_mb is None
@@ -246,6 +248,7 @@ class Pool:
 
     def _worker_ready(self, worker: WorkerProcess) -> None:
         self._workers[worker.id] = worker
+        self._live.add(worker)
         self._serve_queue(worker)
         self._notify()
 
@@ -385,6 +388,14 @@ class Pool:
     def serving_workers(self) -> list[WorkerProcess]:
         """The workers taking calls now."""
         return [w for w in self._workers.values() if w.accepting]
+
+    def live_workers(self) -> list[WorkerProcess]:
+        """Every worker that has not exited, including recycled ones still
+        finishing their calls (health checks cover them too)."""
+        return list(self._live)
+
+    def _worker_exited(self, worker: WorkerProcess) -> None:
+        self._live.discard(worker)
 
     def request_recycle(
         self,

@@ -144,9 +144,12 @@ class WorkerSlot:
     async def _run_worker(
         self, worker: WorkerProcess, *, task_status: TaskStatus[WorkerProcess]
     ) -> None:
-        with anyio.CancelScope() as scope:
-            worker.scope = scope
-            await worker.run(task_status=task_status)
+        try:
+            with anyio.CancelScope() as scope:
+                worker.scope = scope
+                await worker.run(task_status=task_status)
+        finally:
+            self._pool._worker_exited(worker)
         if self._send is not None:
             self._send.send_nowait(_Exited(worker))
 

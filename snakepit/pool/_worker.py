@@ -369,6 +369,11 @@ class WorkerProcess:
                 },
             )
 
+    @property
+    def exiting(self) -> bool:
+        """Whether the worker was killed or has exited (not merely draining)."""
+        return self._dead or self._exit_reason not in (None, "shutdown")
+
     def stop_accepting(self) -> None:
         """Take the worker out of dispatch; calls in flight go on (a recycle)."""
         self._gone()

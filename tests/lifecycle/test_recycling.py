@@ -238,3 +238,35 @@ async def test_jitter_spreads_request_limits() -> None:
             limits = [pool.worker(w).max_requests for w in pool.list_workers()]
     assert all(100 <= limit <= 1100 for limit in limits)
     assert len(set(limits)) > 1
+
+
+async def test_a_draining_worker_is_health_checked_too() -> None:
+    # Found by the soak: a recycled worker wedged while it drains must not hold
+    # its calls until drain_timeout.
+    with anyio.fail_after(30), capture_events() as events:
+        async with open_pool(
+            adapter=CHAOS,
+            size=1,
+            health_check_interval=0.2,
+            health_check_timeout=0.2,
+            drain_timeout=600,
+        ) as pool:
+            old = pool.worker(pool.list_workers()[0])
+            outcome: list[BaseException] = []
+
+            async def call() -> None:
+                try:
+                    await pool.execute("sleep", {"seconds": 600})
+                except WorkerCrashed as exc:
+                    outcome.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                await anyio.wait_all_tasks_blocked()
+                pool.request_recycle(old, RecycleReason.MANUAL)
+                await events.wait_for(RECYCLED)
+                assert old.id not in pool.list_workers()  # draining
+                os.kill(old.pid, signal.SIGSTOP)
+            assert outcome[0].reason == "health_check_failed"
+            failed = events.named(HEALTH)
+            assert [e.metadata["worker_id"] for e in failed] == [old.id]
