@@ -71,6 +71,7 @@ CONFIG = {
 #: A call that resolves later than its deadline plus this is "hung".
 GRACE = 5.0
 CALL_DEADLINE = 15.0
+ACTIONS = ("sigkill", "timeout", "garbage", "sigstop", "memory", "recycle")
 #: Errors a plain echo may meet when the chaos driver hits its worker.
 EXPECTED_FOR_ECHO = (WorkerCrashed, ProtocolError, QueueTimeout)
 
@@ -154,7 +155,14 @@ async def soak(seconds: float, chaos_interval: float, ledger: Ledger) -> dict[st
                         continue
                     victim = rng.choice(workers)
                     action = rng.choice(
-                        ["sigkill", "timeout", "garbage", "sigstop", "memory", "recycle"]
+                        [
+                            "sigkill",
+                            "timeout",
+                            "garbage",
+                            "sigstop",
+                            "memory",
+                            "recycle",
+                        ]
                     )
                     ledger.faults[action] += 1
                     if action == "sigkill":
@@ -260,7 +268,8 @@ def main() -> None:
     faults = sum(ledger.faults.values())
     headline = (
         f"soak: faults injected={faults} ok={counts['ok']} "
-        f"expected_error={counts['expected_error']} wrong_error={counts['wrong_error']} "
+        f"expected_error={counts['expected_error']} "
+        f"wrong_error={counts['wrong_error']} "
         f"lost={counts['lost']} hung={counts['hung']} misrouted={counts['misrouted']} "
         f"orphans={extra['orphans']} zombies={extra['zombies']} "
         f"fd_delta={extra['fd_delta']}"
@@ -290,7 +299,7 @@ def main() -> None:
                     "counts": dict(counts),
                     "faults": dict(ledger.faults),
                     "per_second": {str(s): ledger.per_second[s] for s in seconds},
-                    **{k: v for k, v in extra.items()},
+                    **extra,
                 },
                 f,
                 indent=2,

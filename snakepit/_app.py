@@ -16,6 +16,7 @@ from typing import Any, final
 import anyio
 from anyio.abc import TaskStatus
 
+from snakepit._registry import resolve_instance
 from snakepit.config import Config, PoolConfig
 from snakepit.exceptions import (
     ChildStartError,
@@ -76,7 +77,9 @@ class Snakepit:
     async def _run_pool(
         self, pool_config: PoolConfig, *, task_status: TaskStatus[Pool]
     ) -> None:
-        pool = Pool(pool_config)
+        names = [p.name for p in self.config.get_pool_configs()]
+        instance = resolve_instance(pool_config.instance, names)
+        pool = Pool(pool_config, instance=instance)
         self._pools[pool_config.name] = pool
         await pool.run(task_status=task_status)
 

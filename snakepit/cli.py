@@ -6,6 +6,9 @@
 - ``snakepit doctor [--python EXE] [--config PATH] [--json]``: check worker
   interpreters (version, free-threading, GIL, installed libraries); exits 1 when
   workers could not start.
+- ``snakepit cleanup [--data-dir DIR] [--instance NAME | --all-instances]
+  [--config PATH] [--dry-run] [--json]``: kill what dead runs left behind (orphaned
+  workers and their children) and report it; live runs are never touched.
 """
 
 from __future__ import annotations
@@ -82,6 +85,41 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--json", action="store_true", help="print a JSON document instead of text"
     )
+    clean = commands.add_parser(
+        "cleanup",
+        help="kill the orphaned workers of dead runs (live runs are left alone)",
+    )
+    clean.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="the run records' folder (default: the config's data_dir, else "
+        "$SNAKEPIT_DATA_DIR, else ~/.local/state/snakepit)",
+    )
+    which = clean.add_mutually_exclusive_group()
+    which.add_argument(
+        "--instance",
+        metavar="NAME",
+        help="clean this instance (default: the instance of the config found here)",
+    )
+    which.add_argument(
+        "--all-instances",
+        action="store_true",
+        help="clean the dead runs of every instance in the data directory",
+    )
+    clean.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the TOML config whose instance to clean (default: look in the "
+        "working dir)",
+    )
+    clean.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would be killed; kill and remove nothing",
+    )
+    clean.add_argument(
+        "--json", action="store_true", help="print a JSON document instead of text"
+    )
     return parser
 
 
@@ -111,6 +149,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from snakepit._doctor import run_doctor
 
         return run_doctor(args.python, args.config, as_json=args.json)
+    if args.command == "cleanup":
+        from snakepit._cleanup import run_cleanup
+
+        return run_cleanup(
+            data_dir=args.data_dir,
+            instance=args.instance,
+            all_instances=args.all_instances,
+            config=args.config,
+            dry_run=args.dry_run,
+            as_json=args.json,
+        )
     parser.print_help(sys.stderr)
     return 2
 

@@ -28,6 +28,7 @@ from typing import Any, NoReturn, TypeGuard, final
 
 import attrs
 
+from snakepit._registry import valid_instance
 from snakepit.exceptions import ConfigError, PoolNotFound
 from snakepit.profiles import ProcessProfile, Profile, ThreadProfile, profile_for
 from snakepit.protocol import DEFAULT_MAX_FRAME_BYTES
@@ -191,6 +192,23 @@ def _safety_checks(value: object) -> str:
     raise _Invalid(f"must be true, false, 'off', 'warn' or 'strict', not {value!r}")
 
 
+def _instance(value: object) -> str | None:
+    if value is None or (isinstance(value, str) and valid_instance(value)):
+        return value
+    raise _Invalid(
+        "must be 1 to 100 letters, digits, '.', '_' or '-' (starting with a letter "
+        f"or digit), or None, not {value!r}"
+    )
+
+
+def _data_dir(value: object) -> str | None:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise _Invalid(f"must be a folder path, or None, not {value!r}")
+
+
 def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise _Invalid(f"must be true or false, not {value!r}")
@@ -225,6 +243,8 @@ _NORMALIZERS: dict[str, Callable[[object], object]] = {
     "drain_timeout": _positive_seconds,
     "max_concurrent_recycles": _positive_int,
     "thread_safety_checks": _safety_checks,
+    "instance": _instance,
+    "data_dir": _data_dir,
 }
 
 
@@ -270,6 +290,10 @@ def _to_max_requests(value: float | str) -> Any:
 
 def _to_memory(value: float | None) -> Any:
     return _lenient(_memory_mb, value)
+
+
+def _to_data_dir(value: str | os.PathLike[str] | None) -> Any:
+    return _lenient(_data_dir, value)
 
 
 def _check(key: str) -> Callable[[Any, attrs.Attribute[Any], object], None]:
@@ -346,6 +370,14 @@ class PoolConfig:
         thread_safety_checks: the workers' runtime thread-safety checker:
             ``"off"`` (default), ``"warn"`` (``True`` too) or ``"strict"``; see
             ``docs/thread-safety.md``.
+        instance: the instance token for orphan cleanup (leftovers of dead runs
+            of the same instance are killed at start). ``None``: the
+            ``SNAKEPIT_INSTANCE`` environment variable, else derived from the
+            working directory and the application's pool names. See
+            ``docs/reliability.md``.
+        data_dir: the folder of the run records (``None``: the
+            ``SNAKEPIT_DATA_DIR`` environment variable, else
+            ``$XDG_STATE_HOME/snakepit`` or ``~/.local/state/snakepit``).
 
     Raises:
         ConfigError: a value is invalid; the message names the pool and the key.
@@ -436,6 +468,10 @@ class PoolConfig:
         default="off",
         converter=_to_safety_checks,
         validator=_check("thread_safety_checks"),
+    )
+    instance: str | None = attrs.field(default=None, validator=_check("instance"))
+    data_dir: str | None = attrs.field(
+        default=None, converter=_to_data_dir, validator=_check("data_dir")
     )
 
     @threads_per_worker.default

@@ -9,6 +9,18 @@ import psutil
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run records go to a temporary data directory, never the user's own.
+
+    Subprocesses started by tests inherit it through the environment.
+    """
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SNAKEPIT_DATA_DIR", str(tmp_path_factory.mktemp("snakepit-data")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     """Async tests run on asyncio by default; modules may widen this."""

@@ -23,6 +23,12 @@ import attrs
 from anyio.abc import TaskStatus
 
 from snakepit import telemetry
+from snakepit._registry import (
+    RunRegistry,
+    open_run,
+    resolve_data_dir,
+    resolve_instance,
+)
 from snakepit.config import PoolConfig
 from snakepit.exceptions import (
     PoolClosed,
@@ -98,12 +104,18 @@ class Pool:
     """Worker processes of one adapter and profile, and the calls sent to them.
 
     Build one with :func:`open_pool`, or run :meth:`run` as a supervised child.
+    *instance* is its orphan-cleanup instance token (an application passes its
+    own); by default the pool's ``instance`` key, else ``SNAKEPIT_INSTANCE``, else
+    derived from the working directory and the pool's name.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, config: PoolConfig) -> None:
+    def __init__(self, config: PoolConfig, *, instance: str | None = None) -> None:
         self.config = config
+        #: The instance token (orphan cleanup); ``None``: the pool's own default.
+        self._instance = instance
+        self._registry: RunRegistry | None = None
         profile = profile_for(config.worker_profile)()
         self._capacity = profile.capacity(config.threads_per_worker)
         self._kill_on_abandon = profile.kill_on_abandon
@@ -148,11 +160,26 @@ class Pool:
         """Start ``pool_size`` workers; report started once all are ready; serve
         until :meth:`aclose` (or cancellation).
 
+        First the pool records its run and ends what dead runs of its instance
+        left behind (see ``docs/reliability.md``, "Orphan cleanup").
+
         Raises:
             PoolUnavailable: workers could not be started (past the restart
                 intensity); chained to the last start failure, whose message
                 carries the worker's stderr tail.
         """
+        instance = self._instance or resolve_instance(
+            self.config.instance, [self.config.name]
+        )
+        async with open_run(
+            instance=instance,
+            data_dir=resolve_data_dir(self.config.data_dir),
+            pools=[self.config.name],
+        ) as registry:
+            self._registry = registry
+            await self._serve(task_status)
+
+    async def _serve(self, task_status: TaskStatus[Pool]) -> None:
         try:
             async with anyio.create_task_group() as tg:
                 sup_done = anyio.Event()
@@ -224,6 +251,7 @@ class Pool:
             on_release=self._release,
         )
         worker.slot = slot
+        worker.registry = self._registry
         limit = self.config.worker_max_requests
         jitter = self.config.worker_max_requests_jitter
         worker.max_requests = limit + random.randint(0, jitter) if jitter else limit

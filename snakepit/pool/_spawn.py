@@ -53,9 +53,16 @@ def _source_checkout_path() -> str | None:
     return None if package_parent in installed else str(package_parent)
 
 
-def worker_env(config: PoolConfig, *, worker_id: str) -> dict[str, str]:
+def worker_env(
+    config: PoolConfig,
+    *,
+    worker_id: str,
+    run_id: str | None = None,
+    instance: str | None = None,
+) -> dict[str, str]:
     """The worker's environment: the parent's, then the profile's variables, then
-    the pool's ``adapter_env`` (which wins)."""
+    the pool's ``adapter_env`` (which wins), then the run's markers
+    ``SNAKEPIT_RUN_ID`` and ``SNAKEPIT_INSTANCE`` (if given; see orphan cleanup)."""
     env = dict(os.environ)
     profile = profile_for(config.worker_profile)()
     env.update(profile.worker_env(config.threads_per_worker))
@@ -67,13 +74,25 @@ def worker_env(config: PoolConfig, *, worker_id: str) -> dict[str, str]:
     env["SNAKEPIT_WORKER_ID"] = worker_id
     env["SNAKEPIT_POOL"] = config.name
     env.update(config.adapter_env)
+    if run_id is not None:
+        env["SNAKEPIT_RUN_ID"] = run_id
+    if instance is not None:
+        env["SNAKEPIT_INSTANCE"] = instance
     return env
 
 
 async def spawn_worker(
-    config: PoolConfig, *, worker_id: str, env: Mapping[str, str] | None = None
+    config: PoolConfig,
+    *,
+    worker_id: str,
+    env: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    instance: str | None = None,
 ) -> Spawned:
     """Start one worker process for *config*; it still has to send ``Hello``.
+
+    *run_id* and *instance* mark the worker as its run's (``--run-id`` and the
+    environment), so orphan cleanup can find it.
 
     Raises:
         OSError: the process could not be started (bad ``python_executable``...).
@@ -81,7 +100,7 @@ async def spawn_worker(
     request_read, request_write = os.pipe()
     reply_read, reply_write = os.pipe()
     if env is None:
-        env = worker_env(config, worker_id=worker_id)
+        env = worker_env(config, worker_id=worker_id, run_id=run_id, instance=instance)
     try:
         options = WorkerOptions(
             adapter=config.adapter_module,
@@ -92,6 +111,7 @@ async def spawn_worker(
             parent_pid=os.getpid(),
             adapter_args=dict(config.adapter_args) or None,
             worker_id=worker_id,
+            run_id=run_id,
             thread_safety_checks=ThreadSafetyChecks(config.thread_safety_checks),
         )
         argv = command_line(options, python=config.python_executable or sys.executable)

@@ -25,6 +25,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
 from snakepit import telemetry
+from snakepit._registry import RunRegistry
 from snakepit.config import PoolConfig
 from snakepit.exceptions import (
     CommandNotFound,
@@ -197,6 +198,8 @@ class WorkerProcess:
         self._io_done = anyio.Event()
         self._stderr_done = anyio.Event()
         self._control_send: MemoryObjectSendStream[bytes] | None = None
+        #: The run that records this worker for orphan cleanup (set by the pool).
+        self.registry: RunRegistry | None = None
 
     def __repr__(self) -> str:
         return (
@@ -215,8 +218,14 @@ class WorkerProcess:
             WorkerStartTimeout: no handshake within ``startup_timeout``.
         """
         begin = time.monotonic()
+        registry = self.registry
         try:
-            self._spawned = await spawn_worker(self.config, worker_id=self.id)
+            self._spawned = await spawn_worker(
+                self.config,
+                worker_id=self.id,
+                run_id=registry.run_id if registry else None,
+                instance=registry.instance if registry else None,
+            )
         except OSError as exc:
             raise WorkerStartError(
                 f"pool {self.config.name!r}: could not start worker {self.id} "
@@ -229,6 +238,8 @@ class WorkerProcess:
             io_scope = anyio.CancelScope(shield=True)
             tg.start_soon(self._io, io_scope)
             try:
+                if registry is not None:
+                    await registry.add_worker(self.id, self.config.name, process.pid)
                 try:
                     await self._handshake(process, begin)
                 except WorkerStartError as exc:
@@ -251,6 +262,8 @@ class WorkerProcess:
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._stop(process)
+                    if registry is not None:
+                        registry.remove_worker(self.id)
                     with anyio.move_on_after(KILL_GRACE):
                         await self._io_done.wait()
                     io_scope.cancel()

@@ -302,6 +302,16 @@ _SPECS: tuple[EventSpec, ...] = (
         metadata=("pool", "command"),
         description="A call waited `queue_timeout` for a worker and was dropped.",
     ),
+    # Orphan cleanup (snakepit._registry).
+    EventSpec(
+        name=("snakepit", "cleanup", "orphans_killed"),
+        measurements=("count", "runs"),
+        metadata=("instances", "data_dir", "run_ids", "pids", "dry_run"),
+        description=(
+            "A pool's start (or a cleanup) found `runs` dead runs (`run_ids`) of "
+            "its instance and killed `count` leftover processes (`pids`)."
+        ),
+    ),
 )
 
 
