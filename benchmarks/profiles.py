@@ -3,7 +3,7 @@
 The seed library's comparison table (memory, small-request throughput, CPU-bound
 throughput, process vs thread profile) measured on this machine, in one run::
 
-    python -m benchmarks.profiles [--seconds 3] [--rounds 3] [--json PATH]
+    python -m benchmarks.profiles [--seconds 4] [--rounds 4] [--json PATH]
         [--ft-python PATH]
 
 Every pool runs the same adapter, ``ThreadedShowcaseAdapter`` (thread-safe, so it
@@ -40,11 +40,13 @@ its next call when its last returns, until the turn's window closes. The rate
 counts the calls finished in the window, plus the finished fraction of those
 still running at its end (they complete, untimed). A row's rate is over all its
 turns; a ratio (``x process``, the speed-up) is the median over rounds of the
-ratio within each round, because this machine's CPU speed drifts from second to
-second (a shared VM): only turns run side by side compare fairly. Every result is
-checked (``add(i, i + 1) == 2i + 1``; ``compute_intensive`` and the matrix trace
-against their closed forms): a broken row fails the run. On 2 cores a perfect
-speed-up is 2.0x; the parent's event loop shares those cores with the workers.
+ratio within each round: on a shared machine the CPU time left by other work
+changes from second to second, and only turns run side by side compare fairly.
+The run ends by saying how many CPUs other processes kept busy meanwhile (from
+``/proc/stat``, minus this process and its workers). Every result is checked
+(``add(i, i + 1) == 2i + 1``; ``compute_intensive`` and the matrix trace against
+their closed forms): a broken row fails the run. On 2 cores a perfect speed-up is
+2.0x; the parent's event loop shares those cores with the workers.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ FT_ENV = "SNAKEPIT_FT_PYTHON"
 DEFAULT_FT_PYTHON = Path.home() / ".cache/snakepit/venv-3.13t/bin/python"
 
 SMALL_INFLIGHT = 64
-#: ``compute_intensive(n)``: 70-130 ms a job here (the VM's speed drifts).
+#: ``compute_intensive(n)``: about 70 ms a job on an idle 2.5 GHz Xeon core.
 CPU_N = 500_000
 MATRIX_SIZE = 512
 _MODULUS = 1_000_000_007
@@ -217,15 +219,18 @@ GIL_2 = Layout(profile="thread", workers=1, threads=2, blas=1)
 FT_1 = Layout(profile="thread", workers=1, threads=1, blas=1, interpreter=FT)
 FT_2 = Layout(profile="thread", workers=1, threads=2, blas=1, interpreter=FT)
 
-#: What is compared: each workload on pools that take turns, in this order. The
-#: first pool of each is the base of the ratios.
-COMPARISONS: tuple[tuple[Workload, tuple[Layout, ...]], ...] = (
-    (ADD, (PROCESS_2X1, THREAD_1X2, THREAD_2X2)),
-    (PYTHON, (PROCESS_2X1, THREAD_1X2, GIL_1, GIL_2)),
-    (NUMPY, (PROCESS_2X1, THREAD_1X2, GIL_2, GIL_1)),
-    (PYTHON, (FT_1, FT_2)),
-    (NUMPY, (FT_1, FT_2)),
+#: What is compared, by table: each workload on pools that take turns, in this
+#: order. The first pool of each is the base of the ratios.
+COMPARISONS: tuple[tuple[int, Workload, tuple[Layout, ...]], ...] = (
+    (1, ADD, (PROCESS_2X1, THREAD_1X2, THREAD_2X2)),
+    (2, PYTHON, (PROCESS_2X1, THREAD_1X2, GIL_2)),
+    (2, NUMPY, (PROCESS_2X1, THREAD_1X2, GIL_2)),
+    (3, PYTHON, (GIL_1, GIL_2)),
+    (3, NUMPY, (GIL_1, GIL_2)),
+    (3, PYTHON, (FT_1, FT_2)),
+    (3, NUMPY, (FT_1, FT_2)),
 )
+SECTIONS = (1, 2, 3)
 #: (1 thread, 2 threads) pairs of the free-threading table.
 SPEEDUP_PAIRS = ((GIL_1, GIL_2), (FT_1, FT_2))
 
@@ -234,6 +239,7 @@ SPEEDUP_PAIRS = ((GIL_1, GIL_2), (FT_1, FT_2))
 class Row:
     """One workload on one pool over all its turns (``unavailable``: why not)."""
 
+    section: int = 0
     layout: str
     interpreter: str
     workload: str
@@ -249,6 +255,8 @@ class Row:
     round_rates: tuple[float, ...] = ()
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    workers_cpu_s: float = 0.0  # CPU the workers used in the timed turns
+    cpus_used: float = 0.0  # that over the turns' wall time
     start_s: float = 0.0
     uss_bytes: int = 0
     gil_hello: bool | None = None
@@ -259,14 +267,20 @@ class Row:
     def ok(self) -> bool:
         return self.unavailable is None
 
+    @property
+    def cpu_ms_per_call(self) -> float:
+        return self.workers_cpu_s / self.calls * 1e3 if self.calls else 0.0
+
 
 @attrs.frozen(kw_only=True)
 class Turn:
-    """One closed-loop window: calls sent, work credited, latencies."""
+    """One closed-loop window: calls sent, work credited, latencies, and the
+    wall time until the last call returned."""
 
     calls: int
     credit: float
     window_s: float
+    elapsed_s: float
     latencies: list[float]
 
 
@@ -302,6 +316,7 @@ async def closed_loop(
     async with anyio.create_task_group() as tg:
         for _ in range(inflight):
             tg.start_soon(caller)
+    elapsed = clock() - began
     if wrong:
         i, result = wrong[0]
         raise BenchmarkError(
@@ -317,6 +332,7 @@ async def closed_loop(
         calls=sent,
         credit=credit,
         window_s=seconds,
+        elapsed_s=elapsed,
         latencies=[end - begin for begin, end in spans],
     )
 
@@ -333,6 +349,15 @@ async def worker_gil(pool: Pool) -> dict[int, bool]:
         for _ in range(pool.get_stats()["capacity"]):
             tg.start_soon(ask)
     return {a["pid"]: bool(a["gil_enabled"]) for a in answers}
+
+
+def pool_cpu_s(pool: Pool) -> float:
+    """CPU seconds (user + system) the pool's workers have used so far."""
+    total = 0.0
+    for stats in pool.worker_stats():
+        times = psutil.Process(stats["pid"]).cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def pool_uss(pool: Pool) -> int:
@@ -414,16 +439,19 @@ async def compare(
         uss[index] = pool_uss(live.pool)
         running.append(live)
     turns: dict[int, list[Turn]] = {id(live): [] for live in running}
+    cpu_s: dict[int, float] = dict.fromkeys(turns, 0.0)
     for round_ in range(rounds):
         order = running if round_ % 2 == 0 else running[::-1]
         for live in order:
+            before = pool_cpu_s(live.pool)
             turn = await closed_loop(
                 live.pool, workload, live.layout.inflight(workload), seconds / rounds
             )
+            cpu_s[id(live)] += pool_cpu_s(live.pool) - before
             turns[id(live)].append(turn)
     for index, live in enumerate(lives):
-        if live not in running:
-            continue
+        if id(live) not in turns:
+            continue  # reported unavailable above
         mine = turns[id(live)]
         latencies = sorted(x for turn in mine for x in turn.latencies)
         after = await worker_gil(live.pool)
@@ -445,6 +473,8 @@ async def compare(
                 round_rates=tuple(turn.credit / turn.window_s for turn in mine),
                 p50_ms=percentile(latencies, 50) * 1e3,
                 p99_ms=percentile(latencies, 99) * 1e3,
+                workers_cpu_s=cpu_s[id(live)],
+                cpus_used=cpu_s[id(live)] / sum(t.elapsed_s for t in mine),
                 start_s=live.start_s,
                 uss_bytes=uss[index],
                 gil_hello=live.gil_hello,
@@ -460,15 +490,18 @@ async def run_all(
     rounds: int,
     pythons: dict[str, str | None],
     missing: dict[str, str | None],
-) -> list[Row]:
-    """Start every pool of :data:`COMPARISONS` (all stay open), then run each
-    comparison. Pools of an absent interpreter, or that fail to start, and NumPy
-    rows where NumPy is missing, are reported as unavailable."""
+    sections: Sequence[int] = SECTIONS,
+) -> tuple[list[Row], float]:
+    """Start every pool of the *sections*' :data:`COMPARISONS` (all stay open),
+    then run each comparison. Pools of an absent interpreter, or that fail to
+    start, and NumPy rows where NumPy is missing, are reported as unavailable.
+    Returns the rows and the CPU seconds the workers used."""
     rows: list[Row] = []
+    comparisons = [c for c in COMPARISONS if c[0] in sections]
     async with contextlib.AsyncExitStack() as stack:
         lives: dict[Layout, Live] = {}
         failed: dict[Layout, str] = {}
-        layouts = dict.fromkeys(layout for _, group in COMPARISONS for layout in group)
+        layouts = dict.fromkeys(layout for *_, group in comparisons for layout in group)
         for layout in layouts:
             name = f"{layout.label} ({INTERPRETER_NAMES[layout.interpreter]})"
             if layout.interpreter not in pythons:
@@ -478,21 +511,40 @@ async def run_all(
             try:
                 lives[layout] = await start(stack, layout, pythons[layout.interpreter])
             except (SnakepitError, OSError) as exc:
-                failed[layout] = f"did not start: {type(exc).__name__}: {exc}"
-        for workload, group in COMPARISONS:
+                first = (str(exc).splitlines() or [""])[0]
+                failed[layout] = f"did not start: {type(exc).__name__}: {first}"
+        for section, workload, group in comparisons:
             names = ", ".join(layout.label for layout in group)
             print(f"timing {workload.key} on {names} ...", file=sys.stderr, flush=True)
-            ready = []
+            found, ready = [], []
             for layout in group:
                 why = failed.get(layout)
                 if why is None and workload.needs_numpy:
                     why = missing.get(layout.interpreter)
                 if why is not None:
-                    rows.append(unavailable_row(layout, workload, why))
+                    found.append(unavailable_row(layout, workload, why))
                 else:
                     ready.append(lives[layout])
-            rows += await compare(workload, ready, seconds=seconds, rounds=rounds)
-    return rows
+            found += await compare(workload, ready, seconds=seconds, rounds=rounds)
+            rows += [attrs.evolve(row, section=section) for row in found]
+        workers_cpu_s = 0.0
+        for live in lives.values():
+            for stats in live.pool.worker_stats():
+                times = psutil.Process(stats["pid"]).cpu_times()
+                workers_cpu_s += times.user + times.system
+    return rows, workers_cpu_s
+
+
+def busy_cpu_s() -> tuple[float, float]:
+    """(CPU seconds spent busy by the whole machine, stolen by its hypervisor)."""
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0)
+    return float(busy + getattr(t, "softirq", 0.0)), float(getattr(t, "steal", 0.0))
+
+
+def own_cpu_s() -> float:
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
 
 
 # --- The interpreters ---
@@ -560,10 +612,11 @@ def interpreter_lines(name: str, info: dict[str, Any]) -> str:
         return f"{name}: {info['executable']}: cannot run: {info['error']}"
     build = "free-threaded build" if info["free_threaded"] else "GIL build"
     gil = "on" if info["gil_enabled_after_imports"] else "off"
+    imported = "msgpack and NumPy" if info["numpy"] else "msgpack"
     return (
         f"{name}: {info['executable']}\n"
         f"          {info['version']}\n"
-        f"          {build}; GIL {gil} after importing msgpack and NumPy; "
+        f"          {build}; GIL {gil} after importing {imported}; "
         f"msgpack {info['msgpack']}, numpy {info['numpy'] or 'not importable'}"
     )
 
@@ -571,9 +624,14 @@ def interpreter_lines(name: str, info: dict[str, Any]) -> str:
 # --- Tables ---
 
 
-def find_row(rows: Sequence[Row], layout: Layout, workload: Workload) -> Row | None:
-    key = (layout.label, layout.interpreter, workload.key)
-    return next((r for r in rows if (r.layout, r.interpreter, r.workload) == key), None)
+def find_row(
+    rows: Sequence[Row], section: int, layout: Layout, workload: Workload
+) -> Row | None:
+    key = (section, layout.label, layout.interpreter, workload.key)
+    return next(
+        (r for r in rows if (r.section, r.layout, r.interpreter, r.workload) == key),
+        None,
+    )
 
 
 def ratio(row: Row | None, base: Row | None) -> float | None:
@@ -609,11 +667,11 @@ def small_table(rows: Sequence[Row]) -> str:
         "USS MiB",
         "USS/process",
     )
-    layouts = COMPARISONS[0][1]
-    base = find_row(rows, layouts[0], ADD)
+    layouts = COMPARISONS[0][2]
+    base = find_row(rows, 1, layouts[0], ADD)
     cells = []
     for layout in layouts:
-        row = find_row(rows, layout, ADD)
+        row = find_row(rows, 1, layout, ADD)
         if row is None or not row.ok:
             cells.append((layout.label, str(layout.capacity), *["n/a"] * 8))
             continue
@@ -643,17 +701,19 @@ def cpu_table(rows: Sequence[Row]) -> tuple[str, list[str]]:
         "jobs/s",
         "p50 ms/job",
         "x process",
+        "CPUs used",
+        "CPU ms/job",
         "USS MiB",
     )
     shown = (PROCESS_2X1, THREAD_1X2, GIL_2)
     cells, notes = [], []
     for workload in (PYTHON, NUMPY):
-        base = find_row(rows, PROCESS_2X1, workload)
+        base = find_row(rows, 2, PROCESS_2X1, workload)
         for layout in shown:
-            row = find_row(rows, layout, workload)
+            row = find_row(rows, 2, layout, workload)
             label = (workload.key, layout.label, str(layout.blas_threads))
             if row is None or not row.ok:
-                cells.append((*label, *["n/a"] * 5))
+                cells.append((*label, *["n/a"] * 7))
                 if row is not None:
                     notes.append(f"{workload.key} on {layout.label}: {row.unavailable}")
                 continue
@@ -664,6 +724,8 @@ def cpu_table(rows: Sequence[Row]) -> tuple[str, list[str]]:
                     f"{row.rate:.2f}",
                     f"{row.p50_ms:.1f}",
                     _x(ratio(row, base)),
+                    f"{row.cpus_used:.2f}",
+                    f"{row.cpu_ms_per_call:.1f}",
                     _mib(row.uss_bytes),
                 )
             )
@@ -676,18 +738,31 @@ def speedups(rows: Sequence[Row]) -> list[dict[str, Any]]:
     found = []
     for one, two in SPEEDUP_PAIRS:
         for workload in (PYTHON, NUMPY):
-            a, b = find_row(rows, one, workload), find_row(rows, two, workload)
+            a = find_row(rows, 3, one, workload)
+            b = find_row(rows, 3, two, workload)
             if a is None or b is None:
                 continue
             ok = a.ok and b.ok
+            version = next(
+                (
+                    r.python_version
+                    for r in rows
+                    if r.interpreter == one.interpreter and r.python_version
+                ),
+                None,
+            )
             found.append(
                 {
                     "interpreter": one.interpreter,
-                    "python_version": a.python_version or b.python_version,
+                    "python_version": version,
                     "workload": workload.key,
                     "jobs_per_s_1_thread": a.rate if ok else None,
                     "jobs_per_s_2_threads": b.rate if ok else None,
                     "speedup": ratio(b, a),
+                    "cpus_used": [a.cpus_used, b.cpus_used] if ok else None,
+                    "cpu_ms_per_job": (
+                        [a.cpu_ms_per_call, b.cpu_ms_per_call] if ok else None
+                    ),
                     "gil_hello": [a.gil_hello, b.gil_hello] if ok else None,
                     "gil_after": [a.gil_after, b.gil_after] if ok else None,
                     "unavailable": None if ok else (a.unavailable or b.unavailable),
@@ -704,6 +779,8 @@ def ft_table(found: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
         "1 thread jobs/s",
         "2 threads jobs/s",
         "speed-up",
+        "CPUs used 1t/2t",
+        "CPU ms/job 1t/2t",
     )
     cells, notes = [], []
     for item in found:
@@ -711,7 +788,7 @@ def ft_table(found: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
         if item["python_version"]:
             name += f" {item['python_version']}"
         if item["unavailable"] is not None:
-            cells.append((name, item["workload"], *["n/a"] * 4))
+            cells.append((name, item["workload"], *["n/a"] * 6))
             notes.append(f"{name}, {item['workload']}: {item['unavailable']}")
             continue
         states = {
@@ -726,12 +803,24 @@ def ft_table(found: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
                 f"{item['jobs_per_s_1_thread']:.2f}",
                 f"{item['jobs_per_s_2_threads']:.2f}",
                 _x(item["speedup"], "x"),
+                "/".join(f"{x:.2f}" for x in item["cpus_used"]),
+                "/".join(f"{x:.0f}" for x in item["cpu_ms_per_job"]),
             )
         )
     return format_table(headers, cells), notes
 
 
 # --- Main ---
+
+
+def _sections(text: str) -> list[int]:
+    try:
+        chosen = {int(part) for part in text.split(",") if part.strip()}
+    except ValueError:
+        chosen = set()
+    if not chosen or not chosen <= set(SECTIONS):
+        raise argparse.ArgumentTypeError(f"choose among 1,2,3 (not {text!r})")
+    return sorted(chosen)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -741,16 +830,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seconds",
         type=float,
-        default=3.0,
+        default=4.0,
         help="timed seconds per row, over all its rounds (default: %(default)s; "
-        "15 rows)",
+        "17 rows)",
     )
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
+        default=4,
         help="turns each pool takes per workload; ratios are the median of the "
         "rounds' (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sections",
+        type=_sections,
+        default=list(SECTIONS),
+        help="comma-separated tables to run: 1 small requests, 2 CPU-bound, "
+        "3 free-threading (default: 1,2,3)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
@@ -796,46 +892,61 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
 
     began = time.perf_counter()
+    busy_before, steal_before = busy_cpu_s()
+    own_before = own_cpu_s()
     try:
-        rows = anyio.run(
+        rows, workers_cpu_s = anyio.run(
             lambda: run_all(
                 seconds=args.seconds,
                 rounds=args.rounds,
                 pythons=pythons,
                 missing=missing,
+                sections=args.sections,
             )
         )
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     total_s = time.perf_counter() - began
+    busy_after, steal_after = busy_cpu_s()
+    # What other processes made the CPUs do meanwhile, in CPUs busy on average.
+    others = busy_after - busy_before - (own_cpu_s() - own_before) - workers_cpu_s
+    other_load = max(0.0, others) / total_s
+    steal = (steal_after - steal_before) / total_s
 
-    print(
-        f"\n1. Small requests: add(a, b), {SMALL_INFLIGHT} in flight "
-        "(USS: the workers' private memory, idle after warm-up)"
-    )
-    print(small_table(rows))
-
-    print(
-        "\n2. CPU-bound jobs, in flight = capacity, GIL interpreter "
-        f"(python: compute_intensive n={CPU_N:,}; numpy: matrix_multiply "
-        f"size={MATRIX_SIZE}; USS after that warm-up)"
-    )
-    text, notes = cpu_table(rows)
-    print(text)
-    for note in notes:
-        print(f"  unavailable: {note}")
-
+    if 1 in args.sections:
+        print(
+            f"\n1. Small requests: add(a, b), {SMALL_INFLIGHT} in flight "
+            "(USS: the workers' private memory, idle after warm-up)"
+        )
+        print(small_table(rows))
+    if 2 in args.sections:
+        print(
+            "\n2. CPU-bound jobs, in flight = capacity, GIL interpreter "
+            f"(python: compute_intensive n={CPU_N:,}; numpy: matrix_multiply "
+            f"size={MATRIX_SIZE}; USS after that warm-up; CPUs used: the "
+            "workers' CPU time over wall time)"
+        )
+        text, notes = cpu_table(rows)
+        print(text)
+        for note in notes:
+            print(f"  unavailable: {note}")
     found = speedups(rows)
-    print(
-        "\n3. Free-threading: ONE thread-profile worker, 1 vs 2 threads, BLAS 1 "
-        "(GIL: as the workers report it, in Hello / after the run)"
-    )
-    text, notes = ft_table(found)
-    print(text)
-    for note in notes:
-        print(f"  unavailable: {note}")
+    if 3 in args.sections:
+        print(
+            "\n3. Free-threading: ONE thread-profile worker, 1 vs 2 threads, "
+            "BLAS 1 (GIL: as the workers report it, in Hello / after the run)"
+        )
+        text, notes = ft_table(found)
+        print(text)
+        for note in notes:
+            print(f"  unavailable: {note}")
     print(f"\n{total_s:.0f} s in all (pool starts, warm-ups and timed rounds)")
+    print(
+        f"meanwhile other processes kept {other_load:.2f} of "
+        f"{info['cpus_usable']} CPUs busy on average, and the hypervisor stole "
+        f"{steal:.2f}" + (": the numbers are skewed" if other_load > 0.1 else "")
+    )
 
     if args.json is not None:
         write_json(
@@ -847,6 +958,7 @@ def main(argv: list[str] | None = None) -> int:
                 "settings": {
                     "seconds": args.seconds,
                     "rounds": args.rounds,
+                    "sections": args.sections,
                     "adapter": ADAPTER,
                     "small_inflight": SMALL_INFLIGHT,
                     "cpu_n": CPU_N,
@@ -857,6 +969,8 @@ def main(argv: list[str] | None = None) -> int:
                 "rows": [attrs.asdict(r) for r in rows],
                 "free_threading": found,
                 "total_s": total_s,
+                "other_load_cpus": other_load,
+                "steal_cpus": steal,
             },
         )
     return 0

@@ -324,6 +324,14 @@ class WorkerProcess:
         """Stop the worker (graceful, then SIGTERM, then SIGKILL), reap it, and
         fail whatever is still in flight. Runs shielded."""
         self._gone()
+        if (
+            process.returncode is None
+            and self._exit_reason is None
+            and self.hello is None
+        ):
+            # Still booting (in setup(), say): it cannot read Shutdown. Kill it.
+            self._exit_reason = "startup_cancelled"
+            self._signal_group(signal.SIGKILL)
         if process.returncode is None and self._exit_reason is None:
             self._exit_reason = "shutdown"
             try:

@@ -1,0 +1,1 @@
+"""The chaos suite: RELIABILITY.md's fault scenarios, every request accounted."""
