@@ -49,7 +49,10 @@ MAX_INTENSITY = ("snakepit", "supervisor", "max_intensity")
 async def test_pool_whose_workers_cannot_start_fails_fast(
     ledger: Ledger, options: dict[str, Any], hint: str
 ) -> None:
-    config = chaos_config("process", size=1, restart_intensity=1, **options)
+    # Two workers: when the first failure is restarted, the restarted slot's worker
+    # is still booting as the second failure gives up; it must be killed, not
+    # waited for (shutdown_timeout).
+    config = chaos_config("process", size=2, restart_intensity=1, **options)
 
     async def open_it() -> None:
         async with open_pool(config):
