@@ -13,15 +13,14 @@ from functools import partial
 from os import PathLike
 from typing import Any, final
 
-import anyio
 from anyio.abc import TaskStatus
 
 from snakepit._registry import resolve_instance
+from snakepit._service import running
 from snakepit.config import Config, PoolConfig
 from snakepit.exceptions import (
     ChildStartError,
     PoolNotFound,
-    PoolUnavailable,
     RestartIntensityExceeded,
     SnakepitError,
 )
@@ -225,10 +224,12 @@ class Snakepit:
         return [w for each in self._pools.values() for w in each.list_workers()]
 
 
-def _unwrap_start_failure(exc: ChildStartError) -> BaseException:
+def _unwrap_start_failure(exc: BaseException) -> BaseException:
     """The error that kept a pool from starting, not the supervisor's wrapper."""
     cause = exc.__cause__
-    return cause if isinstance(cause, SnakepitError) else exc
+    if isinstance(exc, ChildStartError) and isinstance(cause, SnakepitError):
+        return cause
+    return exc
 
 
 @asynccontextmanager
@@ -251,44 +252,16 @@ async def open_snakepit(config: ConfigSource = None) -> AsyncIterator[Snakepit]:
     """
     app = Snakepit(Config.load(config))
 
-    async def serve(*, task_status: TaskStatus[Snakepit]) -> None:
-        started = False
+    def stopped(exc: BaseException) -> None:
+        logger.error("snakepit: a pool kept failing; the app stopped: %s", exc)
+        app._closed = True
 
-        def mark(value: object = None) -> None:
-            nonlocal started
-            started = True
-            task_status.started(app)
-
-        try:
-            await app._root.run(task_status=_Marker(mark))
-        except RestartIntensityExceeded as exc:
-            if not started:
-                raise
-            logger.error("snakepit: a pool kept failing; the app stopped: %s", exc)
-            app._closed = True
-
-    failure: BaseException | None = None
-    async with anyio.create_task_group() as tg:
-        try:
-            await tg.start(serve)
-        except ChildStartError as exc:
-            failure = _unwrap_start_failure(exc)
-        except (PoolUnavailable, RestartIntensityExceeded) as exc:
-            failure = exc
-        else:
-            try:
-                yield app
-            except BaseException as exc:
-                failure = exc
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await app.aclose()
-    if failure is not None:
-        raise failure
-
-
-class _Marker:
-    """A task status whose ``started()`` calls *mark* (the app is the value)."""
-
-    def __init__(self, mark: Any) -> None:
-        self.started = mark
+    async with running(
+        app._root.run,
+        app,
+        app.aclose,
+        late=RestartIntensityExceeded,
+        on_late=stopped,
+        unwrap=_unwrap_start_failure,
+    ) as started:
+        yield started

@@ -41,11 +41,6 @@ async def _every(
         await check(pool)
 
 
-def sample_rss(worker: WorkerProcess) -> int | None:
-    """The worker's resident memory in bytes (psutil), or ``None`` if it is gone."""
-    return worker.sample_rss()
-
-
 async def _check_limits(pool: Pool) -> None:
     config = pool.config
     threshold = (
@@ -57,7 +52,7 @@ async def _check_limits(pool: Pool) -> None:
     for worker in pool.serving_workers():
         if worker.recycling:
             continue
-        rss = sample_rss(worker) if threshold is not None else None
+        rss = worker.sample_rss() if threshold is not None else None
         reason = recycle_reason(
             age=now - worker.started_at,
             requests=worker.requests,

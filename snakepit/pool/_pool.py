@@ -29,6 +29,7 @@ from snakepit._registry import (
     resolve_data_dir,
     resolve_instance,
 )
+from snakepit._service import running
 from snakepit.config import PoolConfig
 from snakepit.exceptions import (
     PoolClosed,
@@ -136,7 +137,6 @@ class Pool:
         )
         self._supervisor = _PoolSupervisor(self)
         self._closed = False
-        self._started = False
         self._broken: BaseException | None = None
         self._last_start_failure: WorkerStartError | None = None
         self._changed = anyio.Event()
@@ -199,7 +199,6 @@ class Pool:
                 ):
                     await self._wait_changed()
                 if not sup_done.is_set():
-                    self._started = True
                     task_status.started(self)
                     tg.start_soon(run_lifecycle, self)
                 await sup_done.wait()
@@ -709,30 +708,6 @@ async def open_pool(
     elif adapter is not None or size is not None or options:
         raise TypeError("pass either a PoolConfig or keywords, not both")
     pool = Pool(config)
-
-    async def serve(*, task_status: TaskStatus[Pool]) -> None:
-        try:
-            await pool.run(task_status=task_status)
-        except PoolUnavailable:
-            if not pool._started:
-                raise  # to tg.start(), below
-            # Broken after it started: calls now fail with PoolUnavailable.
-
-    # Exceptions are caught and re-raised outside the task group, so the caller
-    # sees them as they are, not wrapped in an ExceptionGroup.
-    failure: BaseException | None = None
-    async with anyio.create_task_group() as tg:
-        try:
-            await tg.start(serve)
-        except PoolUnavailable as exc:
-            failure = exc
-        else:
-            try:
-                yield pool
-            except BaseException as exc:
-                failure = exc
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await pool.aclose()
-    if failure is not None:
-        raise failure
+    # Broken after it started, the pool stays open: calls fail with PoolUnavailable.
+    async with running(pool.run, pool, pool.aclose, late=PoolUnavailable) as started:
+        yield started

@@ -9,6 +9,7 @@ Ctrl-C reaches only the parent, which shuts down in order.
 
 from __future__ import annotations
 
+import functools
 import os
 import site
 import subprocess
@@ -39,11 +40,13 @@ class Spawned:
     reply_fd: int
 
 
+@functools.cache
 def _source_checkout_path() -> str | None:
     """The folder holding the parent's ``snakepit`` package, unless installed.
 
     A worker started from a source checkout must import the same snakepit as the
     parent; an installed snakepit is found by the worker's own interpreter.
+    Computed once per process: it cannot change, and every spawn asks.
     """
     package_parent = Path(snakepit.__file__).resolve().parent.parent
     installed = {Path(p).resolve() for p in site.getsitepackages()}

@@ -100,7 +100,6 @@ class _Pending:
     failure: BaseException | None = None
     #: For streams: where chunks go (a chunk, or a _Failure, then the stream closes).
     chunks: MemoryObjectSendStream[Any] | None = None
-    abandoned: bool = False
 
 
 @attrs.frozen
@@ -194,6 +193,8 @@ class WorkerProcess:
         self._gone_called = False
         #: Set once the worker can answer nothing more; calls then fail at once.
         self._dead = False
+        #: (exit_code, signal, reason), once the worker has exited.
+        self._dead_info: tuple[int | None, int | None, str | None] = (None, None, None)
         self._request_closed = False
         self._io_done = anyio.Event()
         self._stderr_done = anyio.Event()
@@ -714,7 +715,7 @@ class WorkerProcess:
         return pending
 
     def _crashed(self) -> WorkerCrashed:
-        exit_code, signum, reason = getattr(self, "_dead_info", (None, None, None))
+        exit_code, signum, reason = self._dead_info
         return WorkerCrashed(
             worker_id=self.id,
             exit_code=exit_code,
@@ -737,7 +738,6 @@ class WorkerProcess:
         pending = self._pending.get(req_id)
         if pending is None:
             return
-        pending.abandoned = True
         if pending.chunks is not None and reason != "timeout":
             # A stream has an interruption point between chunks: cancel it there.
             self.cancel_soon(req_id)
