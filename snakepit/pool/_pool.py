@@ -580,8 +580,10 @@ class Pool:
             span.set_metadata(worker_id=None, success=False)
             try:
                 req_id = self._next_id()
+                # A plain dict is encoded as it is: no copy per call.
+                payload = args if type(args) is dict else dict(args or {})
                 frame = encode(
-                    Call(req_id, command, dict(args or {}), session_id, None),
+                    Call(req_id, command, payload, session_id, None),
                     self.config.max_frame_bytes,
                 )
                 for _ in range(_MAX_REDISPATCH):
