@@ -26,6 +26,8 @@ Commands:
 - ``write_stderr_no_newline(n_bytes=200_000)``: a long stderr line, unterminated.
 - ``unencodable_result()``: return a ``threading.Lock``.
 - ``raise_unencodable_exception()``: raise an exception whose args hold a lock.
+- ``tuple_keyed_result()``: return ``{(1, 2): "tuple key"}``, which msgpack
+  encodes but cannot decode (an array as a map key).
 - ``huge_result(n_bytes)``: return that many bytes.
 - ``alloc(mb)`` / ``free()``: keep / release memory; both return the RSS in bytes.
 - ``spawn_grandchild(seconds=3600)``: start a sleeping child process; return its
@@ -39,6 +41,7 @@ Commands:
 - ``close_protocol_fd(seconds=3600)``: close the reply channel, stay alive.
 - ``stream_then_crash(n=3, code=1)``: stream *n* items, then ``os._exit(code)``.
 - ``slow_stream(n=10, delay=0.1)``: stream *n* items, *delay* s apart.
+- ``tuple_keyed_stream(n=3)``: stream *n* items, the second one keyed by a tuple.
 
 The commands that write on the reply fd find it in the worker's own command line
 (:func:`protocol_fds`). They bypass the worker's write lock: use them on an idle
@@ -275,6 +278,11 @@ class ChaosAdapter(ThreadSafeAdapter):
         return threading.Lock()
 
     @command
+    def tuple_keyed_result(self) -> dict[tuple[int, int], str]:
+        """Return a dict keyed by a tuple: encodable, not decodable."""
+        return {(1, 2): "tuple key"}
+
+    @command
     def raise_unencodable_exception(self, message: str = "unencodable") -> None:
         """Raise an exception whose args hold a threading.Lock."""
         raise UnencodableError(message, threading.Lock())
@@ -448,6 +456,12 @@ class ChaosAdapter(ThreadSafeAdapter):
             yield {"index": index}
         _flush_std_streams()
         os._exit(code)
+
+    @command
+    def tuple_keyed_stream(self, n: int = 3) -> Iterator[dict[object, int]]:
+        """Stream n items {"index": i}; the second is keyed by (1, 2) instead."""
+        for index in range(_count("n", n)):
+            yield {(1, 2): index} if index == 1 else {"index": index}
 
     @command
     def slow_stream(self, n: int = 10, delay: float = 0.1) -> Iterator[dict[str, int]]:

@@ -26,6 +26,8 @@ can still run).
 This module is the parent side; the worker's own parent-death handling (see
 ``snakepit.worker``) covers the common case, and this catches what escapes it:
 grandchildren left in a dead worker's place, and workers a crash caught mid-spawn.
+Each run's reaper (:mod:`snakepit._reaper`) runs :func:`cleanup` the moment the
+run's owner dies; the next start of the instance runs it again, as a backstop.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -49,8 +52,10 @@ from typing import Any
 import anyio
 import attrs
 import psutil
+from anyio.abc import Process
 
 from snakepit import telemetry
+from snakepit._reaper import BYE
 
 __all__ = (
     "DATA_DIR_ENV",
@@ -1015,6 +1020,7 @@ class RunRegistry:
         self._enabled = True
         self._written = False
         self._started_at = time.time()
+        self._reaper: Process | None = None
         here = _here()
         pid = os.getpid()
         self._owner = OwnerRecord(
@@ -1056,6 +1062,8 @@ class RunRegistry:
             await anyio.to_thread.run_sync(create)
         except OSError as exc:
             self._disable(exc)
+        if self._written:
+            await self._start_reaper()
         if not clean:
             return None
         try:
@@ -1065,6 +1073,54 @@ class RunRegistry:
         except Exception:  # never keep a pool from starting
             logger.exception("orphan cleanup in %s failed", self.data_dir)
             return None
+
+    async def _start_reaper(self) -> None:
+        """Start this run's reaper (:mod:`snakepit._reaper`): if this process
+        dies, it ends the run's leftovers at once rather than at the next start.
+        Never raises: without a reaper, the next start still cleans up."""
+        from snakepit.pool._spawn import import_path_env  # (a cycle at import)
+
+        env = import_path_env(dict(os.environ))
+        env.pop(RUN_ID_ENV, None)  # the reaper is not one of the run's processes
+        try:
+            self._reaper = await anyio.open_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "snakepit._reaper",
+                    "--owner",
+                    str(os.getpid()),
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--instance",
+                    self.instance,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=None,
+                env=env,
+                start_new_session=True,  # out of reach of the terminal's Ctrl-C
+            )
+        except OSError as exc:
+            logger.warning("cannot start the run's reaper: %s", exc)
+
+    async def _stop_reaper(self) -> None:
+        """Tell the reaper this is an orderly end, and reap it."""
+        reaper, self._reaper = self._reaper, None
+        if reaper is None:
+            return
+        assert reaper.stdin is not None
+        try:
+            await reaper.stdin.send(BYE)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # it died: nothing to tell
+        await reaper.stdin.aclose()
+        with anyio.move_on_after(KILL_GRACE) as scope:
+            await reaper.wait()
+        if scope.cancelled_caught:
+            logger.warning("the run's reaper did not exit; killing it")
+            reaper.kill()
+            await reaper.wait()
 
     def _disable(self, exc: OSError) -> None:
         if self._enabled:
@@ -1132,6 +1188,7 @@ class RunRegistry:
             return
         async with self._lock:
             await anyio.to_thread.run_sync(self._remove)
+        await self._stop_reaper()
 
     def _remove(self) -> None:
         _unlink(self.path)

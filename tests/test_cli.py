@@ -11,6 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests._processes import worker_children
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -85,7 +87,7 @@ def test_run_stops_in_order_on_a_signal_mid_load(tmp_path: Path, signum: int) ->
             lines.append(line)
             if line.startswith("serving"):
                 break
-        workers = psutil.Process(proc.pid).children()
+        workers = worker_children(proc.pid)
         assert len(workers) == 2, lines
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)

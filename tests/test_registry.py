@@ -597,7 +597,7 @@ async def test_live_runs_are_never_touched(data_dir: Path) -> None:
 
 
 CRASH_MID_STARTUP = """
-import os, signal, anyio
+import os, signal, sys, anyio, psutil
 from snakepit import telemetry
 from snakepit.config import PoolConfig
 from snakepit.pool import open_pool
@@ -608,6 +608,11 @@ def on_started(event, measurements, metadata, config):
     global started
     started += 1
     if started == 4:
+        if sys.argv[1] == "without-reaper":  # as if it had died too
+            for child in psutil.Process().children():
+                if "snakepit._reaper" in child.cmdline():
+                    child.kill()
+                    child.wait()
         os.kill(os.getpid(), signal.SIGKILL)
 
 telemetry.attach("kill-at-4", ("snakepit", "worker", "started"), on_started)
@@ -625,25 +630,55 @@ anyio.run(main)
 """
 
 
+def crash_mid_startup(variant: str) -> subprocess.CompletedProcess[str]:
+    """Run CRASH_MID_STARTUP; return once its output pipes closed (the reaper
+    holds stderr until it is done)."""
+    crashed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CRASH_MID_STARTUP), variant],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=child_env(),
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    return crashed
+
+
+@pytest.mark.anyio
+async def test_a_sigkill_mid_startup_leaves_nothing_behind(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent is SIGKILLed after 4 of 16 workers are ready. Its workers die
+    with it (parent-death signal); the grandchildren each started in ``setup()``
+    are ended by the run's reaper, which then removes the record."""
+    monkeypatch.setenv(INSTANCE_ENV, "crashy")
+    crashed = await anyio.to_thread.run_sync(crash_mid_startup, "with-reaper")
+    assert "ended" in crashed.stderr and "leftover process(es)" in crashed.stderr
+    assert list((data_dir / "crashy").glob("*.json")) == []
+    assert [p for p in marked_by_instance("crashy") if not gone(p)] == []
+
+
+def marked_by_instance(instance: str) -> list[psutil.Process]:
+    """Live processes whose environment names *instance*."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(INSTANCE_ENV) == instance:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
 @pytest.mark.anyio
 async def test_a_start_after_a_sigkill_mid_startup_removes_every_survivor(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The parent is SIGKILLed after 4 of 16 workers are ready. Its workers die
-    with it (parent-death signal), but the grandchildren each started in
-    ``setup()`` live on: the next start of the same instance must end them."""
+    """As above, but the reaper died with the parent: the grandchildren live on,
+    and the next start of the same instance must end them."""
     monkeypatch.setenv(INSTANCE_ENV, "crashy")
-    crashed = await anyio.to_thread.run_sync(
-        lambda: subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(CRASH_MID_STARTUP)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-            env=child_env(),
-        )
-    )
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    await anyio.to_thread.run_sync(crash_mid_startup, "without-reaper")
     (path,) = (data_dir / "crashy").glob("*.json")
     old = read_record(path)
     try:
@@ -664,3 +699,69 @@ async def test_a_start_after_a_sigkill_mid_startup_removes_every_survivor(
     finally:
         for proc in marked(old.run_id):
             proc.kill()
+
+
+# --- The reaper ---
+
+OWNER_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, subprocess, sys
+    reaper = subprocess.Popen(
+        [sys.executable, "-m", "snakepit._reaper", "--owner", str(os.getpid()),
+         "--data-dir", sys.argv[2], "--instance", "reap"],
+        stdin=subprocess.PIPE, start_new_session=True,
+    )
+    print(reaper.pid, flush=True)
+    if sys.argv[1] == "orderly":
+        reaper.stdin.write(b"bye\\n")
+        reaper.stdin.close()
+        sys.exit(reaper.wait())
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+@pytest.mark.parametrize("end", ["orderly", "sigkill"])
+def test_the_reaper_cleans_up_at_once_only_when_its_owner_dies(
+    data_dir: Path, end: str
+) -> None:
+    run_id = uuid.uuid4().hex
+    worker = fake_worker(run_id)
+    try:
+        write_run(data_dir, "reap", run_id=run_id, workers=[worker_record(worker.pid)])
+        owner = subprocess.run(
+            [sys.executable, "-c", OWNER_SCRIPT, end, str(data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=child_env(),
+        )
+        reaper = int(owner.stdout)
+        if end == "orderly":
+            assert owner.returncode == 0, owner.stderr
+            assert not psutil.pid_exists(reaper) or gone(psutil.Process(reaper))
+            assert worker.poll() is None  # an orderly end kills nothing
+            assert list((data_dir / "reap").glob("*.json")) != []
+        else:
+            assert owner.returncode == -signal.SIGKILL
+            # the reaper (now init's child) ended the dead run's worker by itself;
+            # run() returned once the reaper closed the stderr it inherited
+            assert worker.wait(timeout=10) == -signal.SIGTERM
+            assert "ended 1 leftover process(es)" in owner.stderr
+            assert list((data_dir / "reap").glob("*.json")) == []
+    finally:
+        reap(worker)
+
+
+@pytest.mark.anyio
+async def test_a_pool_has_one_reaper_that_leaves_with_it(data_dir: Path) -> None:
+    with anyio.fail_after(30):
+        async with open_pool(size=1, instance="reaped"):
+            reapers = [
+                p
+                for p in psutil.Process().children()
+                if "snakepit._reaper" in p.cmdline()
+            ]
+            assert len(reapers) == 1
+            assert RUN_ID_ENV not in reapers[0].environ()  # not a target itself
+        assert gone(reapers[0])

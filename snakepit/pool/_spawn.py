@@ -56,6 +56,16 @@ def _source_checkout_path() -> str | None:
     return None if package_parent in installed else str(package_parent)
 
 
+def import_path_env(env: dict[str, str]) -> dict[str, str]:
+    """Put the source checkout holding this snakepit (if not installed) first on
+    *env*'s ``PYTHONPATH``, so a child imports the same snakepit. Returns *env*."""
+    checkout = _source_checkout_path()
+    if checkout is not None:
+        parts = [checkout, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    return env
+
+
 def worker_env(
     config: PoolConfig,
     *,
@@ -70,10 +80,7 @@ def worker_env(
     profile = profile_for(config.worker_profile)()
     env.update(profile.worker_env(config.threads_per_worker))
     env.setdefault("PYTHONUNBUFFERED", "1")
-    checkout = _source_checkout_path()
-    if checkout is not None:
-        parts = [checkout, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    import_path_env(env)
     env["SNAKEPIT_WORKER_ID"] = worker_id
     env["SNAKEPIT_POOL"] = config.name
     env.update(config.adapter_env)

@@ -55,6 +55,8 @@ from snakepit.protocol import (
     Pong,
     Reply,
     Shutdown,
+    Tag,
+    Undecodable,
     encode,
 )
 from snakepit.worker import ExitCode
@@ -77,6 +79,8 @@ CHANNEL_GRACE = 1.0
 #: stderr lines kept to explain a failed start.
 STDERR_TAIL_LINES = 40
 _READ_SIZE = 256 * 1024
+#: Messages that carry a call's outcome: one that cannot be decoded fails the call.
+_RESULT_TAGS = frozenset((Tag.REPLY, Tag.CHUNK, Tag.ERROR))
 
 _START_EXIT_HINTS = {
     ExitCode.ADAPTER_IMPORT: "the adapter could not be loaded",
@@ -569,7 +573,7 @@ class WorkerProcess:
             )
             self._kill("channel_closed")
 
-    def _dispatch(self, message: Message) -> None:
+    def _dispatch(self, message: Message | Undecodable) -> None:
         if isinstance(message, Reply):
             pending = self._finish(message.id)
             if pending is not None:
@@ -610,11 +614,37 @@ class WorkerProcess:
                 self._hello_event.set()
         elif isinstance(message, Bye):
             pass
+        elif isinstance(message, Undecodable) and message.tag in _RESULT_TAGS:
+            self._undecodable_result(message)
         else:
             self._protocol_failure = ProtocolError(
                 f"unexpected {type(message).__name__} from the worker"
             )
             self._kill("protocol_error")
+
+    def _undecodable_result(self, message: Undecodable) -> None:
+        """A result, chunk or error of one call is one msgpack object that is not
+        a Python value (a dict keyed by a tuple): that call fails, the channel and
+        the worker are fine. A stream is cancelled on the worker's side too."""
+        failure = SerializationError(
+            f"the worker's {Tag(message.tag).name.lower()} for this call is not "
+            f"msgpack-decodable: {message.reason} (dict keys must be str, int, "
+            "bytes, float or bool)"
+        )
+        pending = self._pending.get(message.id)
+        if pending is None:
+            return
+        if message.tag == Tag.CHUNK and pending.chunks is not None:
+            self.cancel_soon(message.id)
+            try:
+                pending.chunks.send_nowait(StreamFailure(failure))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass
+            pending.chunks.close()  # End or Error still finishes the call
+            return
+        pending = self._finish(message.id)
+        if pending is not None:
+            self._resolve_failure(pending, failure)
 
     def _finish(self, req_id: int) -> _Pending | None:
         pending = self._pending.pop(req_id, None)

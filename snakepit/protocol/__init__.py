@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._frames import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
 from ._frames import HEADER_SIZE as HEADER_SIZE
 from ._frames import FrameDecoder as FrameDecoder
+from ._frames import Undecodable as Undecodable
 from ._frames import decode_body as decode_body
 from ._frames import decode_header as decode_header
 from ._frames import encode as encode
@@ -52,4 +53,5 @@ __all__ = (
     "decode_header",
     "decode_body",
     "FrameDecoder",
+    "Undecodable",
 )

@@ -10,19 +10,23 @@ msgpack options, the same on both sides:
 - decode with ``raw=False`` (str is UTF-8 text) and ``strict_map_key=False``, so a
   map keyed by ints (``{1: "a"}``) round-trips. A map keyed by an array (a Python
   dict keyed by tuples) still cannot be decoded: ``use_list=True`` makes arrays
-  lists, which are unhashable. Such a frame is a :class:`ProtocolError`;
+  lists, which are unhashable. Such a frame is still one well-formed msgpack
+  object, so the stream stays in sync: :class:`FrameDecoder` yields an
+  :class:`Undecodable` in its place, naming the message's tag and id, and carries
+  on (the receiver fails that one request, never the channel);
 - decoding is bounded: the frame length is checked against ``max_frame_bytes``
   before the body is buffered, and msgpack's own limits (string, bin, array, map
   lengths and nesting depth) are derived from the body's size.
 
-A decode error is never resumed from: :class:`FrameDecoder` is poisoned by the
-first error and every later :meth:`~FrameDecoder.feed` raises.
+Any other decode error is never resumed from: :class:`FrameDecoder` is poisoned by
+the first one and every later :meth:`~FrameDecoder.feed` raises.
 """
 
 from __future__ import annotations
 
 import struct
 import threading
+from typing import NamedTuple
 
 import msgpack
 
@@ -33,7 +37,7 @@ from snakepit.exceptions import (
     SerializationError,
 )
 
-from ._messages import TAG_OF, Message, from_wire
+from ._messages import HAS_ID, TAG_OF, Message, from_wire
 
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 """The default limit on a frame's body, in bytes (64 MiB).
@@ -118,6 +122,24 @@ def decode_header(header: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES)
     return int(size)
 
 
+class Undecodable(NamedTuple):
+    """What :class:`FrameDecoder` yields for a frame that is one well-formed
+    msgpack object but not a Python value (a map keyed by an array).
+
+    Not a wire message: the receiver answers or fails request *id* alone, and
+    the channel stays good, since the frame's length prefix was right.
+
+    .. versionadded:: 0.1
+    """
+
+    tag: int
+    """The message's tag, e.g. :attr:`Tag.CALL`."""
+    id: int
+    """The request id the message carried."""
+    reason: str
+    """msgpack's complaint, e.g. ``"TypeError: unhashable type: 'list'"``."""
+
+
 def decode_body(body: bytes | bytearray | memoryview) -> Message:
     """Decode one frame *body* (without its header) into a message.
 
@@ -135,6 +157,43 @@ def decode_body(body: bytes | bytearray | memoryview) -> Message:
             f"undecodable frame body of {len(body)} bytes: {type(exc).__name__}: {exc}"
         ) from exc
     return from_wire(obj)
+
+
+def _decode_frame(body: memoryview) -> Message | Undecodable:
+    """Decode one body for :class:`FrameDecoder`, salvaging what can be."""
+    try:
+        return decode_body(body)
+    except ProtocolError as exc:
+        salvaged = _salvage(body, exc)
+        if salvaged is None:
+            raise
+        return salvaged
+    finally:
+        body.release()  # the decoder's buffer may be resized next
+
+
+def _salvage(
+    body: bytes | bytearray | memoryview, error: ProtocolError
+) -> Undecodable | None:
+    """Return an :class:`Undecodable` if *body* is one complete msgpack message
+    array with a tag and an int id that only failed to become Python values
+    (arrays as map keys decode as tuples with ``use_list=False``); else None."""
+    cause = error.__cause__
+    if type(cause) is not TypeError:
+        return None  # garbage bytes, extra data, a limit: not one object
+    try:
+        obj = _unpackb(body, raw=False, strict_map_key=False, use_list=False)
+    except (ValueError, TypeError):
+        return None
+    if (
+        type(obj) is tuple
+        and len(obj) >= 2
+        and type(obj[0]) is int
+        and obj[0] in HAS_ID
+        and type(obj[1]) is int
+    ):
+        return Undecodable(obj[0], obj[1], f"{type(cause).__name__}: {cause}")
+    return None
 
 
 def _too_large(size: int, limit: int) -> FrameTooLarge:
@@ -202,8 +261,12 @@ class FrameDecoder:
         (size,) = _unpack_header_from(self._buf)
         return max(1, HEADER_SIZE + int(size) - buffered)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Message | Undecodable]:
         """Add *data* to the stream and return the messages it completed, in order.
+
+        A frame that holds one msgpack message whose fields are not Python values
+        comes back as an :class:`Undecodable` in its place; the decoder is not
+        poisoned by it.
 
         Raises:
             FrameTooLarge: a header announced more than ``max_frame_bytes``.
@@ -226,7 +289,7 @@ class FrameDecoder:
             if source is not buf:
                 buf += data
             return []
-        messages: list[Message] = []
+        messages: list[Message | Undecodable] = []
         pos = 0
         limit = self._max
         try:
@@ -238,7 +301,7 @@ class FrameDecoder:
                     stop = pos + HEADER_SIZE + size
                     if stop > end:
                         break
-                    messages.append(decode_body(view[pos + HEADER_SIZE : stop]))
+                    messages.append(_decode_frame(view[pos + HEADER_SIZE : stop]))
                     pos = stop
                 if source is not buf and pos < end:
                     buf += view[pos:]

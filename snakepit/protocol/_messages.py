@@ -251,7 +251,7 @@ _SHAPES: dict[int, tuple[type[Message], int]] = {
 }
 _HELLO = int(Tag.HELLO)
 _CHECKED = frozenset((_HELLO, int(Tag.ERROR), int(Tag.PONG)))
-_HAS_ID = frozenset(int(tag) for tag, cls in _CLASSES.items() if "id" in cls._fields)
+HAS_ID = frozenset(int(tag) for tag, cls in _CLASSES.items() if "id" in cls._fields)
 _ERROR_KINDS = frozenset(kind.value for kind in ErrorKind)
 
 
@@ -283,7 +283,7 @@ def from_wire(obj: object) -> Message:
         raise ProtocolError(
             f"{cls.__name__} has {size - 1} fields, the frame carries {len(obj) - 1}"
         )
-    if tag in _HAS_ID and type(obj[1]) is not int:
+    if tag in HAS_ID and type(obj[1]) is not int:
         raise ProtocolError(f"{cls.__name__}.id must be an int, got {_kind(obj[1])}")
     del obj[0]
     msg: Message = tuple.__new__(cls, obj)

@@ -54,6 +54,8 @@ from snakepit.protocol import (
     Pong,
     Reply,
     Shutdown,
+    Tag,
+    Undecodable,
     encode,
 )
 
@@ -245,6 +247,17 @@ class Runtime:
                     self._cancel(msg)
                 elif type(msg) is Shutdown:
                     self._begin_shutdown()
+                elif type(msg) is Undecodable and msg.tag == Tag.CALL:
+                    # one bad call (a dict keyed by a tuple): the framing is in
+                    # sync, so only this call fails
+                    self._send_error(
+                        msg.id,
+                        ErrorKind.DECODE.value,
+                        "TypeError",
+                        f"the call's arguments are not msgpack-decodable: "
+                        f"{msg.reason} (dict keys must be str, int, bytes, "
+                        "float or bool)",
+                    )
                 else:
                     exit_now(
                         ExitCode.PROTOCOL_ERROR,

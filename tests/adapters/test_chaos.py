@@ -26,7 +26,7 @@ UnencodableError = chaos_module.UnencodableError
 protocol_fds = chaos_module.protocol_fds
 
 SPEC = "snakepit.adapters.chaos:ChaosAdapter"
-STREAMS = {"stream_then_crash", "slow_stream"}
+STREAMS = {"stream_then_crash", "slow_stream", "tuple_keyed_stream"}
 PLAIN = {
     "echo",
     "exit",
@@ -44,6 +44,7 @@ PLAIN = {
     "write_fd1_raw",
     "write_stderr_no_newline",
     "unencodable_result",
+    "tuple_keyed_result",
     "raise_unencodable_exception",
     "huge_result",
     "alloc",

@@ -26,6 +26,7 @@ from snakepit.exceptions import (
 )
 from snakepit.pool import open_pool
 from snakepit.telemetry import capture_events
+from tests._processes import worker_children
 from tests.chaos._ledger import (
     CHAOS,
     PROMPT,
@@ -69,7 +70,7 @@ async def wait_gone(pids: Iterable[int], within: float) -> list[int]:
 
 PARENT_SCRIPT = textwrap.dedent(
     """
-    import os, signal, sys, anyio
+    import os, signal, sys, anyio, psutil
     from snakepit.pool import open_pool
 
     async def main():
@@ -77,6 +78,12 @@ PARENT_SCRIPT = textwrap.dedent(
             pids = [row["pid"] for row in pool.worker_stats()]
             if sys.argv[1] == "grandchild":
                 pids.append(await pool.execute("spawn_grandchild"))
+            if sys.argv[1] == "grandchild-no-reaper":  # the reaper dies first
+                pids.append(await pool.execute("spawn_grandchild"))
+                for child in psutil.Process().children():
+                    if "snakepit._reaper" in child.cmdline():
+                        child.kill()
+                        child.wait()
             print(" ".join(map(str, pids)), flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -108,17 +115,6 @@ async def test_row58_parent_sigkilled_leaves_no_worker(ledger: Ledger) -> None:
         assert await wait_gone(pids, within=1.0) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "RELIABILITY row 58 asks that grandchildren exit within ~1 s too. A "
-        "worker dies of PR_SET_PDEATHSIG=SIGKILL with its parent, so nothing kills "
-        "its process group: a grandchild (spawn_grandchild) is reparented to init "
-        "and lives on until the next start of the same instance ends it (a "
-        "documented limitation: docs/reliability.md, Orphan cleanup; see the next "
-        "test)"
-    ),
-)
 async def test_row58_parent_sigkilled_leaves_no_grandchild(ledger: Ledger) -> None:
     with anyio.fail_after(30):
         pids = await anyio.to_thread.run_sync(parent_sigkilled, ledger, "grandchild")
@@ -130,9 +126,12 @@ async def test_row58_leftovers_of_a_sigkilled_parent_end_at_the_next_start(
     ledger: Ledger,
 ) -> None:
     # The child process inherits this test's SNAKEPIT_INSTANCE and data dir, so
-    # the pool started here is the same application starting again.
+    # the pool started here is the same application starting again. Its reaper
+    # was killed before it: the next start is the backstop.
     with anyio.fail_after(30):
-        pids = await anyio.to_thread.run_sync(parent_sigkilled, ledger, "grandchild")
+        pids = await anyio.to_thread.run_sync(
+            parent_sigkilled, ledger, "grandchild-no-reaper"
+        )
         *workers, grandchild = pids
         assert await wait_gone(workers, within=1.0) == []
         async with open_pool(chaos_config("process")) as pool:
@@ -234,7 +233,7 @@ async def test_signal_to_snakepit_run_shuts_down_once(
                 tg.start_soon(drain, proc.stderr, err, eof, b"\x00never")
                 await serving.wait()
                 assert b"serving" in out, (out, err)
-                workers = [c.pid for c in psutil.Process(proc.pid).children()]
+                workers = [c.pid for c in worker_children(proc.pid)]
                 ledger.track(*workers)
                 ledger.fault()
                 begin = anyio.current_time()

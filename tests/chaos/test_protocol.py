@@ -156,16 +156,6 @@ async def test_rows15_16_40_errors_in_the_worker_keep_the_worker(
             assert pool.get_stats()["restarts"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "RELIABILITY row 18: a call the worker cannot decode (a dict keyed by a "
-        "tuple encodes, but msgpack cannot decode an array as a map key) poisons "
-        "the worker's FrameDecoder, and the worker exits with PROTOCOL_ERROR (5): "
-        "the caller gets WorkerCrashed instead of an error frame, and every other "
-        "call in flight on that worker fails with it"
-    ),
-)
 async def test_row18_request_the_worker_cannot_decode(
     ledger: Ledger, profile: str
 ) -> None:
@@ -186,6 +176,33 @@ async def test_row18_request_the_worker_cannot_decode(
             await ledger.echoes(pool)
             ledger.check()
             assert pids(pool) == before  # the worker stayed
+            assert events.named(RESTARTED) == []
+
+
+async def test_row18_results_the_parent_cannot_decode(
+    ledger: Ledger, profile: str
+) -> None:
+    # the same in the other direction: a result or a chunk keyed by a tuple
+    with anyio.fail_after(30), capture_events() as events:
+        async with open_pool(chaos_config(profile)) as pool:
+            before = pids(pool)
+            ledger.fault(2)
+            await ledger.call(
+                pool,
+                "tuple_keyed_result",
+                expect=SerializationError,
+                check_error=lambda e: "unhashable" in str(e),
+            )
+            await ledger.stream(
+                pool,
+                "tuple_keyed_stream",
+                {"n": 5},
+                expect=SerializationError,
+                check=lambda chunks: chunks == [{"index": 0}],
+            )
+            await ledger.echoes(pool)
+            ledger.check()
+            assert pids(pool) == before
             assert events.named(RESTARTED) == []
 
 

@@ -20,12 +20,14 @@ from snakepit.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER_SIZE,
     Call,
+    Chunk,
     End,
     FrameDecoder,
     Message,
     Ping,
     Reply,
     Tag,
+    Undecodable,
     decode_body,
     decode_header,
     encode,
@@ -218,7 +220,8 @@ def test_decode_header() -> None:
         pytest.param(b"\xdd\xff\xff\xff\xff", id="array claiming 2**32 items"),
         pytest.param(b"\xdb\xff\xff\xff\xff", id="str claiming 4 GiB"),
         pytest.param(b"\x93\x03\x01\xa2\xff\xfe", id="invalid utf-8"),
-        pytest.param(b"\x93\x03\x01\x81\x91\x01\x02", id="array as map key"),
+        pytest.param(b"\x92\x81\x91\x01\x02\x01", id="array as map key, no tag"),
+        pytest.param(b"\x92\x08\x81\x91\x01\x02", id="array as map key, no id"),
         pytest.param(msgpack.packb([99, 1]), id="unknown tag"),
     ],
 )
@@ -232,6 +235,31 @@ def test_bad_bodies_are_protocol_errors_and_poison_the_decoder(body: bytes) -> N
     with pytest.raises(ProtocolError, match="poisoned") as info:
         decoder.feed(encode(Ping(3)))  # a good frame does not help
     assert isinstance(info.value.__cause__, ProtocolError)
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        Reply(7, {(1, 2): "tuple key"}),
+        Chunk(7, [{(1,): 1}]),
+        Call(7, "echo", {"payload": {(1, 2): 3}}),
+    ],
+    ids=["reply", "chunk", "call"],
+)
+def test_a_message_that_is_not_python_values_fails_alone(msg: Message) -> None:
+    # RELIABILITY row 18: one well-formed msgpack object whose map is keyed by
+    # an array; the framing is in sync, so only that message is lost
+    frame = encode(msg)
+    with pytest.raises(ProtocolError, match="unhashable"):
+        decode_body(frame[HEADER_SIZE:])
+    decoder = FrameDecoder()
+    out = decoder.feed(encode(Ping(1)) + frame + encode(Ping(2)))
+    tag = {Reply: Tag.REPLY, Chunk: Tag.CHUNK, Call: Tag.CALL}[type(msg)]
+    assert out[0] == Ping(1) and out[2] == Ping(2)
+    assert out[1] == Undecodable(tag, 7, "TypeError: unhashable type: 'list'")
+    assert not decoder.is_poisoned
+    assert decoder.feed(frame[:3]) == []  # and across feeds
+    assert decoder.feed(frame[3:]) == [out[1]]
 
 
 @given(st.binary(max_size=64))
