@@ -37,6 +37,7 @@ from snakepit.exceptions import (
     PoolUnavailable,
     QueueTimeout,
     RestartIntensityExceeded,
+    WorkerCrashed,
     WorkerNotFound,
     WorkerStartError,
 )
@@ -47,7 +48,7 @@ from snakepit.supervisor import ChildSpec, Restart, Strategy, Supervisor
 
 from ._slot import RecycleTicket, WorkerSlot
 from ._stream import ChunkStream
-from ._worker import WorkerProcess, _ShuttingDown
+from ._worker import Pending, WorkerProcess, _ShuttingDown
 
 __all__ = ("Pool", "open_pool")
 
@@ -70,11 +71,23 @@ _MAX_SESSIONS = 10_000
 
 @attrs.define(eq=False)
 class _Waiter:
+    """A caller in the pool's queue.
+
+    A plain call queues already encoded (*call*): whoever frees capacity sends it
+    at once, from the reply's own callback, and the caller wakes only for the
+    outcome (*event* is its :class:`Pending`'s). A stream (no *call*) is woken
+    with the *worker* assigned and sends for itself.
+    """
+
     session_id: str | None
     event: anyio.Event = attrs.Factory(anyio.Event)
     worker: WorkerProcess | None = None
     error: BaseException | None = None
     gone: bool = False
+    #: (request id, frame, pending) of a queued plain call.
+    call: tuple[int, bytes, Pending] | None = None
+    #: When the call was sent (the request timeout runs from there).
+    sent_at: float = 0.0
 
 
 class _PoolSupervisor(Supervisor):
@@ -333,6 +346,67 @@ class Pool:
             worker = self._pick(session_id)
             if worker is not None:
                 return self._take(worker, session_id)
+        waiter = _Waiter(session_id)
+        self._enqueue(waiter)
+        begin = anyio.current_time()
+        try:
+            with anyio.move_on_after(self.config.queue_timeout):
+                await waiter.event.wait()
+        except BaseException:
+            self._leave_queue(waiter)
+            raise
+        if waiter.worker is not None:
+            return waiter.worker
+        self._leave_queue(waiter)
+        if waiter.error is not None:
+            raise waiter.error
+        raise self._queue_timed_out(command, anyio.current_time() - begin)
+
+    async def _call(
+        self,
+        req_id: int,
+        command: str,
+        frame: bytes,
+        session_id: str | None,
+        limit: float,
+        span: telemetry.Span,
+    ) -> Any:
+        """Send a plain call to a free worker, or queue it encoded; return its
+        outcome (see :meth:`execute`)."""
+        self._check_open()
+        if not self._queue:
+            worker = self._pick(session_id)
+            if worker is not None:
+                self._take(worker, session_id)
+                span.set_metadata(worker_id=worker.id)
+                return await worker.call(req_id, command, frame, limit)
+        pending = Pending(command)
+        waiter = _Waiter(session_id, pending.event, call=(req_id, frame, pending))
+        self._enqueue(waiter)
+        begin = anyio.current_time()
+        try:
+            with anyio.move_on_after(self.config.queue_timeout):
+                await pending.event.wait()
+        except BaseException:
+            if waiter.worker is None:
+                self._leave_queue(waiter)
+            elif not pending.event.is_set():
+                waiter.worker.abandon(req_id, "abandoned")
+            raise
+        worker = waiter.worker
+        if worker is None:
+            self._leave_queue(waiter)
+            if waiter.error is not None:
+                raise waiter.error
+            raise self._queue_timed_out(command, anyio.current_time() - begin)
+        span.set_metadata(worker_id=worker.id)
+        if pending.event.is_set():
+            return worker.outcome(pending)
+        left = limit - (anyio.current_time() - waiter.sent_at)
+        return await worker.wait(req_id, pending, max(left, 0.0), limit)
+
+    def _enqueue(self, waiter: _Waiter) -> None:
+        """Queue *waiter*, or raise PoolSaturated if the queue is full."""
         if len(self._queue) >= self.config.max_queue_size:
             self._stats["saturated"] += 1
             telemetry.execute(
@@ -348,28 +422,16 @@ class Pool:
                 f"(max_queue_size={self.config.max_queue_size}); try again later or "
                 f"raise max_queue_size"
             )
-        waiter = _Waiter(session_id)
         self._queue.append(waiter)
-        begin = anyio.current_time()
-        try:
-            with anyio.move_on_after(self.config.queue_timeout):
-                await waiter.event.wait()
-        except BaseException:
-            self._leave_queue(waiter)
-            raise
-        if waiter.worker is not None:
-            return waiter.worker
-        self._leave_queue(waiter)
-        if waiter.error is not None:
-            raise waiter.error
-        waited = anyio.current_time() - begin
+
+    def _queue_timed_out(self, command: str, waited: float) -> QueueTimeout:
         self._stats["queue_timeouts"] += 1
         telemetry.execute(
             _E_QUEUE_TIMEOUT,
             {"count": 1, "waited_seconds": waited},
             {"pool": self.config.name, "command": command},
         )
-        raise QueueTimeout(
+        return QueueTimeout(
             f"pool {self.config.name!r}: no worker was free for {command!r} within "
             f"queue_timeout={self.config.queue_timeout}s"
         )
@@ -527,7 +589,16 @@ class Pool:
             if waiter.gone:
                 continue
             waiter.worker = self._take(worker, waiter.session_id)
-            waiter.event.set()
+            if waiter.call is None:
+                waiter.event.set()  # a stream: it sends for itself
+                continue
+            req_id, frame, pending = waiter.call
+            waiter.sent_at = anyio.current_time()
+            try:
+                worker.submit(req_id, pending, frame)
+            except WorkerCrashed as exc:  # its pipe broke: it is being replaced
+                pending.failure = exc
+                pending.event.set()
 
     def _fail_queue(self, error: BaseException) -> None:
         while self._queue:
@@ -587,10 +658,10 @@ class Pool:
                     self.config.max_frame_bytes,
                 )
                 for _ in range(_MAX_REDISPATCH):
-                    worker = await self._acquire(session_id, command)
-                    span.set_metadata(worker_id=worker.id)
                     try:
-                        result = await worker.call(req_id, command, frame, limit)
+                        result = await self._call(
+                            req_id, command, frame, session_id, limit, span
+                        )
                     except _ShuttingDown:
                         continue  # it never ran: send it to another worker
                     span.set_metadata(success=True)

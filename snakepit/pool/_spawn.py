@@ -26,6 +26,8 @@ from snakepit.config import PoolConfig
 from snakepit.profiles import profile_for
 from snakepit.worker import ThreadSafetyChecks, WorkerOptions, command_line
 
+from ._channel import enlarge_pipe
+
 __all__ = ("Spawned", "spawn_worker", "worker_env")
 
 
@@ -143,4 +145,6 @@ async def spawn_worker(
     os.close(reply_write)
     os.set_blocking(request_write, False)
     os.set_blocking(reply_read, False)
+    enlarge_pipe(request_write)  # big payloads cross in fewer system calls
+    enlarge_pipe(reply_read)
     return Spawned(process=process, request_fd=request_write, reply_fd=reply_read)

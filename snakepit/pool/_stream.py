@@ -102,7 +102,7 @@ class ChunkStream:
         self._span.set_metadata(worker_id=worker.id)
         send, self._receive = anyio.create_memory_object_stream[Any](math.inf)
         worker.open_stream(self._req_id, self._command, send)
-        await worker.send_call(self._frame)
+        worker.send_call(self._frame)
 
     def _abandon(self, reason: str) -> None:
         if self._worker is not None and not self._finished:

@@ -61,6 +61,7 @@ from snakepit.protocol import (
 )
 from snakepit.worker import ExitCode
 
+from ._channel import BrokenChannel, FrameWriter, read_pipe
 from ._spawn import Spawned, spawn_worker
 
 __all__ = ("WorkerProcess",)
@@ -78,7 +79,6 @@ MAX_LOG_LINE = 8192
 CHANNEL_GRACE = 1.0
 #: stderr lines kept to explain a failed start.
 STDERR_TAIL_LINES = 40
-_READ_SIZE = 256 * 1024
 #: Messages that carry a call's outcome: one that cannot be decoded fails the call.
 _RESULT_TAGS = frozenset((Tag.REPLY, Tag.CHUNK, Tag.ERROR))
 
@@ -94,7 +94,7 @@ class _ShuttingDown(SnakepitError):
 
 
 @attrs.define(eq=False)
-class _Pending:
+class Pending:
     """A call in flight: where its outcome goes."""
 
     command: str
@@ -183,8 +183,8 @@ class WorkerProcess:
         self._on_gone = on_gone
         self._on_release = on_release
         self._spawned: Spawned | None = None
-        self._pending: dict[int, _Pending] = {}
-        self._write_lock = anyio.Lock(fast_acquire=True)
+        self._pending: dict[int, Pending] = {}
+        self._writer: FrameWriter | None = None
         self._hello_event = anyio.Event()
         self._pongs: dict[int, anyio.Event] = {}
         self._ping_ids = 0
@@ -199,10 +199,8 @@ class WorkerProcess:
         self._dead = False
         #: (exit_code, signal, reason), once the worker has exited.
         self._dead_info: tuple[int | None, int | None, str | None] = (None, None, None)
-        self._request_closed = False
         self._io_done = anyio.Event()
         self._stderr_done = anyio.Event()
-        self._control_send: MemoryObjectSendStream[bytes] | None = None
         #: The run that records this worker for orphan cleanup (set by the pool).
         self.registry: RunRegistry | None = None
 
@@ -238,6 +236,7 @@ class WorkerProcess:
             ) from exc
         process = self._spawned.process
         self.pid = process.pid
+        self._writer = FrameWriter(self._spawned.request_fd, self._on_write_broken)
         failure: WorkerStartError | None = None
         async with anyio.create_task_group() as tg:
             io_scope = anyio.CancelScope(shield=True)
@@ -340,7 +339,7 @@ class WorkerProcess:
         if process.returncode is None and self._exit_reason is None:
             self._exit_reason = "shutdown"
             try:
-                await self._send(encode(Shutdown()))
+                self._write(encode(Shutdown()))
             except (OSError, SnakepitError):
                 pass
             with anyio.move_on_after(self.config.shutdown_timeout):
@@ -465,6 +464,7 @@ class WorkerProcess:
 
     async def _io(self, scope: anyio.CancelScope) -> None:
         assert self._spawned is not None
+        assert self._writer is not None
         process = self._spawned.process
         try:
             with scope:
@@ -473,35 +473,17 @@ class WorkerProcess:
                     tg.start_soon(
                         self._drain, process.stderr, logging.WARNING, self._stderr_done
                     )
-                    tg.start_soon(self._send_controls)
-                    try:
-                        await self._read_replies()
-                    finally:
-                        if self._control_send is not None:
-                            self._control_send.close()
+                    tg.start_soon(self._writer.run)
+                    await self._read_replies()
+                    tg.cancel_scope.cancel()  # the writer: nobody reads any more
         finally:
             self._stderr_done.set()
             self._io_done.set()
             with anyio.CancelScope(shield=True):
                 anyio.notify_closing(self._spawned.reply_fd)
                 os.close(self._spawned.reply_fd)
-                async with self._write_lock:
-                    self._request_closed = True
-                    anyio.notify_closing(self._spawned.request_fd)
-                    os.close(self._spawned.request_fd)
+                self._writer.close()
                 await process.aclose()
-
-    async def _send_controls(self) -> None:
-        """Send the small frames queued from sync code (stream cancels)."""
-        send, receive = anyio.create_memory_object_stream[bytes](math.inf)
-        self._control_send = send
-        with send:
-            async with receive:
-                async for frame in receive:
-                    try:
-                        await self._send(frame)
-                    except WorkerCrashed:
-                        return
 
     async def _drain(self, stream: Any, level: int, done: anyio.Event | None) -> None:
         """Log a worker's stdout or stderr line by line, never blocking it."""
@@ -531,30 +513,32 @@ class WorkerProcess:
         logger.log(level, "[%s %s] %s", self.id, name, line)
 
     async def _read_replies(self) -> None:
+        """Dispatch the worker's messages as they arrive, until end of file."""
         assert self._spawned is not None
-        fd = self._spawned.reply_fd
         decoder = FrameDecoder(self.config.max_frame_bytes)
-        while True:
-            await anyio.wait_readable(fd)
+
+        def on_data(data: bytes) -> None:
+            if self._protocol_failure is not None:
+                return  # poisoned: the worker is being killed; drain to EOF
             try:
-                data = os.read(fd, _READ_SIZE)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                await self._on_channel_broken(f"reply channel failed: {exc}")
-                return
-            if not data:
-                await self._on_channel_broken(None)
-                return
-            try:
-                messages = decoder.feed(data)
+                for message in decoder.feed(data):
+                    self._dispatch(message)
             except ProtocolError as exc:
                 logger.error("worker %s sent an invalid frame: %s", self.id, exc)
                 self._protocol_failure = exc
                 self._kill("protocol_error")
-                return
-            for message in messages:
-                self._dispatch(message)
+            except Exception as exc:  # a bug of ours: never leave a call hanging
+                logger.exception("worker %s: dispatching a reply failed", self.id)
+                self._protocol_failure = ProtocolError(f"internal error: {exc!r}")
+                self._kill("protocol_error")
+
+        try:
+            await read_pipe(self._spawned.reply_fd, on_data)
+        except OSError as exc:
+            await self._on_channel_broken(f"reply channel failed: {exc}")
+            return
+        if self._protocol_failure is None:
+            await self._on_channel_broken(None)
 
     async def _on_channel_broken(self, detail: str | None) -> None:
         """The reply channel ended. Usually the worker is exiting: give it a moment
@@ -646,7 +630,7 @@ class WorkerProcess:
         if pending is not None:
             self._resolve_failure(pending, failure)
 
-    def _finish(self, req_id: int) -> _Pending | None:
+    def _finish(self, req_id: int) -> Pending | None:
         pending = self._pending.pop(req_id, None)
         if pending is None:
             return None  # a late reply to a call that was given up on: dropped
@@ -654,7 +638,7 @@ class WorkerProcess:
         self._on_release(self)
         return pending
 
-    def _resolve_failure(self, pending: _Pending, failure: BaseException) -> None:
+    def _resolve_failure(self, pending: Pending, failure: BaseException) -> None:
         pending.failure = failure
         if pending.chunks is not None:
             try:
@@ -666,29 +650,27 @@ class WorkerProcess:
 
     # --- Calls ---
 
-    async def _send(self, frame: bytes) -> None:
-        """Write one whole frame; frames never interleave."""
-        assert self._spawned is not None
-        fd = self._spawned.request_fd
-        async with self._write_lock:
-            if self._request_closed:
-                raise self._crashed()
-            view = memoryview(frame)
-            while view:
-                try:
-                    written = os.write(fd, view)
-                except BlockingIOError:
-                    await anyio.wait_writable(fd)
-                    continue
-                except OSError as exc:
-                    # EPIPE, or closed: the worker is gone or going.
-                    self._kill("channel_closed")
-                    raise WorkerCrashed(
-                        f"worker {self.id}: could not send the call ({exc})",
-                        worker_id=self.id,
-                        reason="channel_closed",
-                    ) from exc
-                view = view[written:]
+    def _write(self, frame: bytes) -> None:
+        """Send one whole frame, or queue it behind the earlier ones (never waits).
+
+        Raises:
+            WorkerCrashed: the request pipe is closed or broken.
+        """
+        assert self._writer is not None
+        try:
+            self._writer.write(frame)
+        except BrokenChannel as exc:
+            if self._dead:
+                raise self._crashed() from exc
+            raise WorkerCrashed(
+                f"worker {self.id}: could not send the call ({exc})",
+                worker_id=self.id,
+                reason="channel_closed",
+            ) from exc
+
+    def _on_write_broken(self, exc: OSError) -> None:
+        """EPIPE: the worker is gone or going; make sure it is replaced."""
+        self._kill("channel_closed")
 
     async def call(
         self, req_id: int, command: str, frame: bytes, timeout: float
@@ -702,13 +684,37 @@ class WorkerProcess:
             RequestTimeout: no outcome within *timeout* seconds; the call was
                 abandoned (see :meth:`abandon`).
         """
-        pending = _Pending(command)
-        self._pending[req_id] = pending
+        pending = Pending(command)
+        self.submit(req_id, pending, frame)
+        return await self.wait(req_id, pending, timeout)
+
+    def submit(self, req_id: int, pending: Pending, frame: bytes) -> None:
+        """Register *pending* as call *req_id* and send its *frame*; never waits.
+
+        Raises:
+            WorkerCrashed: the worker is dead or its pipe broke; nothing stays
+                registered.
+        """
         if self._dead:
-            self._pending.pop(req_id, None)
             raise self._crashed()
+        self._pending[req_id] = pending
         try:
-            await self._send(frame)
+            self._write(frame)
+        except BaseException:
+            self._pending.pop(req_id, None)
+            raise
+
+    async def wait(
+        self, req_id: int, pending: Pending, timeout: float, limit: float | None = None
+    ) -> Any:
+        """Wait up to *timeout* seconds for the outcome of submitted call *req_id*
+        (what is left of its *limit*, if it was sent late).
+
+        Raises:
+            RequestTimeout: no outcome in time; the call was abandoned.
+            (or whatever the call's outcome is; see :meth:`call`)
+        """
+        try:
             if timeout == math.inf:
                 await pending.event.wait()  # no cancel scope on the hot path
             else:
@@ -721,12 +727,13 @@ class WorkerProcess:
         if not pending.event.is_set():
             self.abandon(req_id, "timeout")
             raise RequestTimeout(
-                f"pool {self.config.name!r}: {command!r} on worker {self.id} ran past "
-                f"its timeout of {timeout}s"
+                f"pool {self.config.name!r}: {pending.command!r} on worker {self.id} "
+                f"ran past its timeout of {timeout if limit is None else limit}s"
             )
-        return self._outcome(pending)
+        return self.outcome(pending)
 
-    def _outcome(self, pending: _Pending) -> Any:
+    def outcome(self, pending: Pending) -> Any:
+        """The result of a finished call, or raise its failure."""
         if pending.failure is not None:
             raise pending.failure
         if pending.error is not None:
@@ -735,9 +742,9 @@ class WorkerProcess:
 
     def open_stream(
         self, req_id: int, command: str, chunks: MemoryObjectSendStream[Any]
-    ) -> _Pending:
+    ) -> Pending:
         """Register a streaming call; chunks and a final failure go to *chunks*."""
-        pending = _Pending(command, chunks=chunks)
+        pending = Pending(command, chunks=chunks)
         self._pending[req_id] = pending
         if self._dead:
             self._pending.pop(req_id, None)
@@ -753,9 +760,9 @@ class WorkerProcess:
             reason=reason or self._exit_reason or "exited",
         )
 
-    async def send_call(self, frame: bytes) -> None:
-        """Send an already registered call's frame."""
-        await self._send(frame)
+    def send_call(self, frame: bytes) -> None:
+        """Send an already registered call's frame (never waits)."""
+        self._write(frame)
 
     def abandon(self, req_id: int, reason: str) -> None:
         """The caller gave up on *req_id* (``"timeout"`` or ``"abandoned"``).
@@ -779,12 +786,12 @@ class WorkerProcess:
 
     def cancel_soon(self, req_id: int) -> None:
         """Ask the worker to stop stream *req_id* (queued, never blocks)."""
-        if self._control_send is None:
+        if self._writer is None:
             return
         try:
-            self._control_send.send_nowait(encode(Cancel(req_id)))
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
+            self._writer.write(encode(Cancel(req_id)))
+        except BrokenChannel:
+            pass  # the worker is gone: so is the stream
 
     async def ping(self, timeout: float) -> bool:
         """Send ``Ping`` and wait up to *timeout* for ``Pong``; return whether it
@@ -793,7 +800,7 @@ class WorkerProcess:
         ping_id = self._ping_ids
         event = self._pongs[ping_id] = anyio.Event()
         try:
-            await self._send(encode(Ping(ping_id)))
+            self._write(encode(Ping(ping_id)))
             with anyio.move_on_after(timeout):
                 await event.wait()
         finally:

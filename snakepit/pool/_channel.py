@@ -1,0 +1,204 @@
+"""The parent's ends of a worker's two pipes: ordered frame writes, callback reads.
+
+This is the hot path of every call, so it avoids what costs more than the pipe:
+
+- :class:`FrameWriter` writes a frame with one ``os.write`` from the caller's own
+  task, with no lock and no await. Only what the pipe does not take at once goes to
+  a backlog of memoryviews (no copy of a large payload), flushed in order by
+  :meth:`FrameWriter.run` as the pipe drains. Frames never interleave, because a
+  frame is only written directly when the backlog is empty.
+- :func:`read_pipe` hands every chunk read from the reply pipe to a callback. On
+  asyncio it uses the loop's pipe transport, whose reader stays registered and
+  calls back from the selector loop, so no task wakes up to read; elsewhere (trio)
+  it loops on ``wait_readable``.
+
+Both pipes are made large (:data:`PIPE_SIZE`) where Linux allows, so a big payload
+crosses in few system calls.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Callable
+
+import anyio
+import sniffio
+
+__all__ = ("PIPE_SIZE", "BrokenChannel", "FrameWriter", "enlarge_pipe", "read_pipe")
+
+PIPE_SIZE = 1024 * 1024
+"""The pipe buffer asked for (Linux ``F_SETPIPE_SZ``; 1 MiB is the default
+``/proc/sys/fs/pipe-max-size``). Where refused, the pipe keeps its size."""
+
+_READ_SIZE = 256 * 1024
+#: Most buffers handed to one ``os.writev`` (Linux's IOV_MAX is 1024).
+_MAX_IOV = 512
+
+
+def enlarge_pipe(fd: int) -> None:
+    """Ask for a :data:`PIPE_SIZE` buffer on the pipe *fd*; ignore a refusal."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (ImportError, AttributeError, OSError):
+        pass  # not Linux, or over the limit: a smaller pipe still works
+
+
+class BrokenChannel(Exception):
+    """The pipe can no longer be written (the worker closed it, or it is closed).
+
+    Carries the ``OSError`` as its cause, if there was one.
+    """
+
+
+class FrameWriter:
+    """Write whole frames to a non-blocking pipe, in order, without waiting.
+
+    Args:
+        fd: the pipe's write end, non-blocking. The writer owns it from now on:
+            :meth:`close` closes it.
+        on_broken: called once, with the error, when a write fails (the reader of
+            the pipe is gone). Must not raise.
+    """
+
+    __slots__ = ("_backlog", "_broken", "_closed", "_fd", "_on_broken", "_wake")
+
+    def __init__(self, fd: int, on_broken: Callable[[OSError], None]) -> None:
+        self._fd = fd
+        self._on_broken = on_broken
+        self._backlog: collections.deque[memoryview] = collections.deque()
+        self._wake = anyio.Event()
+        self._broken: OSError | None = None
+        self._closed = False
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes accepted by :meth:`write` and not yet in the pipe."""
+        return sum(len(view) for view in self._backlog)
+
+    def write(self, frame: bytes) -> None:
+        """Send *frame* now if the pipe takes it, else queue the rest for
+        :meth:`run`. Never blocks and never awaits.
+
+        Raises:
+            BrokenChannel: the pipe is closed or broken; nothing was queued.
+        """
+        if self._closed or self._broken is not None:
+            raise BrokenChannel("the request pipe is closed") from self._broken
+        if self._backlog:
+            self._backlog.append(memoryview(frame))
+            return
+        try:
+            written = os.write(self._fd, frame)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            self._break(exc)
+            raise BrokenChannel(f"the request pipe is broken ({exc})") from exc
+        if written < len(frame):
+            self._backlog.append(memoryview(frame)[written:])
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Flush the backlog as the pipe drains, until closed or broken."""
+        while not self._closed and self._broken is None:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while self._backlog and not self._closed:
+                try:
+                    await anyio.wait_writable(self._fd)
+                except (anyio.ClosedResourceError, OSError):
+                    return  # closed under us: close() dropped the backlog
+                if not self._flush():
+                    return
+
+    def _flush(self) -> bool:
+        """Write as much of the backlog as the pipe takes; False once broken."""
+        backlog = self._backlog
+        try:
+            written = os.writev(
+                self._fd, [backlog[i] for i in range(min(len(backlog), _MAX_IOV))]
+            )
+        except BlockingIOError:
+            return True
+        except OSError as exc:
+            self._break(exc)
+            return False
+        while written:
+            head = backlog[0]
+            if written >= len(head):
+                written -= len(head)
+                backlog.popleft()
+            else:
+                backlog[0] = head[written:]
+                written = 0
+        return True
+
+    def _break(self, exc: OSError) -> None:
+        if self._broken is None:
+            self._broken = exc
+            self._backlog.clear()
+            self._wake.set()
+            self._on_broken(exc)
+
+    def close(self) -> None:
+        """Drop the backlog and close the pipe (the worker reads end of file)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._backlog.clear()
+        self._wake.set()
+        anyio.notify_closing(self._fd)
+        os.close(self._fd)
+
+
+async def read_pipe(fd: int, on_data: Callable[[bytes], None]) -> None:
+    """Call *on_data* with each chunk read from the pipe *fd* until end of file.
+
+    *on_data* runs from the event loop (on asyncio, straight from the selector
+    loop's callback), so it must not block or raise. *fd* is not closed.
+
+    Raises:
+        OSError: the read failed.
+    """
+    if sniffio.current_async_library() == "asyncio":
+        await _read_pipe_asyncio(fd, on_data)
+        return
+    while True:
+        await anyio.wait_readable(fd)
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except BlockingIOError:
+            continue
+        if not data:
+            return
+        on_data(data)
+
+
+async def _read_pipe_asyncio(fd: int, on_data: Callable[[bytes], None]) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[Exception | None] = loop.create_future()
+
+    class _Reader(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            on_data(data)
+
+        def eof_received(self) -> None:
+            return None  # the transport closes and reports connection_lost
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not ended.done():
+                ended.set_result(exc)
+
+    pipe = os.fdopen(fd, "rb", buffering=0, closefd=False)
+    transport, _ = await loop.connect_read_pipe(_Reader, pipe)
+    try:
+        exc = await ended
+    finally:
+        transport.close()
+    if exc is not None:
+        raise exc if isinstance(exc, OSError) else OSError(str(exc))
