@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -80,12 +81,14 @@ class _Waiter:
     """
 
     session_id: str | None
+    command: str
     event: anyio.Event = attrs.Factory(anyio.Event)
+    #: (request id, frame, pending) of a queued plain call.
+    call: tuple[int, bytes, Pending] | None = None
     worker: WorkerProcess | None = None
     error: BaseException | None = None
     gone: bool = False
-    #: (request id, frame, pending) of a queued plain call.
-    call: tuple[int, bytes, Pending] | None = None
+    queued_at: float = 0.0
     #: When the call was sent (the request timeout runs from there).
     sent_at: float = 0.0
 
@@ -135,6 +138,7 @@ class Pool:
         self._kill_on_abandon = profile.kill_on_abandon
         self._workers: dict[str, WorkerProcess] = {}
         self._queue: collections.deque[_Waiter] = collections.deque()
+        self._queue_filled = anyio.Event()
         self._sessions: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._ids = itertools.count(1)
         self._worker_ids = itertools.count(1)
@@ -207,6 +211,7 @@ class Pool:
                         self._notify()
 
                 tg.start_soon(supervise)
+                tg.start_soon(self._expire_queue)
                 while (
                     len(self._workers) < self.config.pool_size and not sup_done.is_set()
                 ):
@@ -346,21 +351,18 @@ class Pool:
             worker = self._pick(session_id)
             if worker is not None:
                 return self._take(worker, session_id)
-        waiter = _Waiter(session_id)
+        waiter = _Waiter(session_id, command)
         self._enqueue(waiter)
-        begin = anyio.current_time()
         try:
-            with anyio.move_on_after(self.config.queue_timeout):
-                await waiter.event.wait()
+            await waiter.event.wait()  # bounded: see _expire_queue
         except BaseException:
             self._leave_queue(waiter)
             raise
         if waiter.worker is not None:
             return waiter.worker
         self._leave_queue(waiter)
-        if waiter.error is not None:
-            raise waiter.error
-        raise self._queue_timed_out(command, anyio.current_time() - begin)
+        assert waiter.error is not None
+        raise waiter.error
 
     async def _call(
         self,
@@ -381,12 +383,14 @@ class Pool:
                 span.set_metadata(worker_id=worker.id)
                 return await worker.call(req_id, command, frame, limit)
         pending = Pending(command)
-        waiter = _Waiter(session_id, pending.event, call=(req_id, frame, pending))
+        waiter = _Waiter(session_id, command, pending.event, (req_id, frame, pending))
         self._enqueue(waiter)
-        begin = anyio.current_time()
         try:
-            with anyio.move_on_after(self.config.queue_timeout):
-                await pending.event.wait()
+            if limit == math.inf:
+                await pending.event.wait()  # the queue's bound: _expire_queue
+            else:  # wake up in time to bound the call once it is sent
+                with anyio.move_on_after(self.config.queue_timeout):
+                    await pending.event.wait()
         except BaseException:
             if waiter.worker is None:
                 self._leave_queue(waiter)
@@ -398,7 +402,7 @@ class Pool:
             self._leave_queue(waiter)
             if waiter.error is not None:
                 raise waiter.error
-            raise self._queue_timed_out(command, anyio.current_time() - begin)
+            raise self._queue_timed_out(waiter)
         span.set_metadata(worker_id=worker.id)
         if pending.event.is_set():
             return worker.outcome(pending)
@@ -422,19 +426,47 @@ class Pool:
                 f"(max_queue_size={self.config.max_queue_size}); try again later or "
                 f"raise max_queue_size"
             )
+        if not self._queue:
+            self._queue_filled.set()
+        waiter.queued_at = anyio.current_time()
         self._queue.append(waiter)
 
-    def _queue_timed_out(self, command: str, waited: float) -> QueueTimeout:
+    def _queue_timed_out(self, waiter: _Waiter) -> QueueTimeout:
+        waited = anyio.current_time() - waiter.queued_at
         self._stats["queue_timeouts"] += 1
         telemetry.execute(
             _E_QUEUE_TIMEOUT,
             {"count": 1, "waited_seconds": waited},
-            {"pool": self.config.name, "command": command},
+            {"pool": self.config.name, "command": waiter.command},
         )
         return QueueTimeout(
-            f"pool {self.config.name!r}: no worker was free for {command!r} within "
-            f"queue_timeout={self.config.queue_timeout}s"
+            f"pool {self.config.name!r}: no worker was free for {waiter.command!r} "
+            f"within queue_timeout={self.config.queue_timeout}s"
         )
+
+    async def _expire_queue(self) -> None:
+        """Fail each queued call that waited ``queue_timeout`` with QueueTimeout.
+
+        One task and one timer for the whole queue, rather than a cancel scope per
+        queued call: every waiter has the same timeout, so deadlines follow queue
+        order and only the head's needs watching.
+        """
+        queue = self._queue
+        timeout = self.config.queue_timeout
+        while True:
+            if not queue:
+                filled = self._queue_filled = anyio.Event()
+                await filled.wait()
+                continue
+            head = queue[0]
+            deadline = head.queued_at + timeout
+            if anyio.current_time() < deadline:
+                await anyio.sleep_until(deadline)
+                continue
+            queue.popleft()
+            head.gone = True
+            head.error = self._queue_timed_out(head)
+            head.event.set()
 
     def _leave_queue(self, waiter: _Waiter) -> None:
         waiter.gone = True
