@@ -342,6 +342,12 @@ def list_handlers(prefix: EventName = ()) -> list[HandlerInfo]:
     return [info for infos in attached for info in infos if info.event[:n] == prefix]
 
 
+def is_listened(event: EventName) -> bool:
+    """Internal: whether :func:`execute` of *event* would reach anyone (a handler
+    or an observer), so a hot path can skip building its measurements."""
+    return event in _registry.table or bool(_registry.observers)
+
+
 def execute(
     event: EventName, measurements: Measurements, metadata: Metadata | None = None
 ) -> None:

@@ -12,8 +12,27 @@ from collections.abc import Mapping
 
 import attrs
 
-from ._bus import EventName, check_event_name, execute
+from ._bus import EventName, check_event_name, execute, is_listened
 from ._catalogue import SPAN_EXCEPTION, SPAN_START, SPAN_STOP
+
+#: prefix -> its (start, stop, exception) event names, for prefixes already checked:
+#: a span is opened per request, so its names are built and validated once.
+_NAMES: dict[EventName, tuple[EventName, EventName, EventName]] = {}
+
+
+def _names(prefix: EventName) -> tuple[EventName, EventName, EventName]:
+    try:
+        names = _NAMES.get(prefix)
+    except TypeError:  # unhashable: not a valid name either
+        names = None
+    if names is None:
+        check_event_name(prefix, "event_prefix")
+        names = _NAMES[prefix] = (
+            (*prefix, SPAN_START),
+            (*prefix, SPAN_STOP),
+            (*prefix, SPAN_EXCEPTION),
+        )
+    return names
 
 
 @typing.final
@@ -33,11 +52,15 @@ class Span:
     .. versionadded:: 0.1
     """
 
-    event_prefix: EventName = attrs.field(
-        validator=lambda _, __, value: check_event_name(value, "event_prefix")
-    )
+    event_prefix: EventName = attrs.field()
     metadata: dict[str, object] = attrs.field(factory=dict)
     start_time: float | None = None
+    _events: tuple[EventName, EventName, EventName] = attrs.field(
+        init=False, repr=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        self._events = _names(self.event_prefix)
 
     def set_metadata(self, **values: object) -> None:
         """Add or replace metadata for the stop or exception event.
@@ -52,11 +75,13 @@ class Span:
         if self.start_time is not None:
             raise RuntimeError(f"span {self.event_prefix!r} was already entered")
         self.start_time = start = time.monotonic()
-        execute(
-            (*self.event_prefix, SPAN_START),
-            {"monotonic_time": start},
-            types.MappingProxyType(dict(self.metadata)),
-        )
+        event = self._events[0]
+        if is_listened(event):  # else skip building what nobody reads
+            execute(
+                event,
+                {"monotonic_time": start},
+                types.MappingProxyType(dict(self.metadata)),
+            )
         return self
 
     def __exit__(
@@ -67,14 +92,17 @@ class Span:
     ) -> None:
         end = time.monotonic()
         assert self.start_time is not None
+        # Any BaseException ends the span, cancellation included, so every
+        # start is followed by exactly one stop or exception event.
+        event = self._events[1 if exc_type is None else 2]
+        if not is_listened(event):
+            return
         measurements = {"duration": end - self.start_time, "monotonic_time": end}
         if exc_type is None:
-            execute((*self.event_prefix, SPAN_STOP), measurements, dict(self.metadata))
+            execute(event, measurements, dict(self.metadata))
         else:
-            # Any BaseException ends the span, cancellation included, so every
-            # start is followed by exactly one stop or exception event.
             execute(
-                (*self.event_prefix, SPAN_EXCEPTION),
+                event,
                 measurements,
                 {**self.metadata, "kind": exc_type.__name__, "error": exc},
             )
