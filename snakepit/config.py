@@ -225,6 +225,7 @@ _NORMALIZERS: dict[str, Callable[[object], object]] = {
     "adapter_env": _str_str_mapping,
     "python_executable": _executable,
     "max_queue_size": _positive_int,
+    "pipeline_depth": _positive_int,
     "queue_timeout": _positive_seconds,
     "request_timeout": _timeout_or_none,
     "startup_timeout": _positive_seconds,
@@ -340,6 +341,11 @@ class PoolConfig:
         python_executable: the worker interpreter (default: the parent's).
         max_queue_size: calls that may wait for a worker; beyond it
             :class:`~snakepit.exceptions.PoolSaturated`.
+        pipeline_depth: calls sent to a worker per unit of its capacity. Above 1,
+            once every worker is busy, the next calls wait in the workers' own
+            queues rather than the pool's, so a worker never idles between two
+            calls: more small calls per second, but a call may wait behind a
+            long one while another worker frees up.
         queue_timeout: seconds a call may wait for a worker.
         request_timeout: default per-call timeout in seconds (``None`` or
             ``"infinity"``: none).
@@ -410,6 +416,7 @@ class PoolConfig:
         default=None, validator=_check("python_executable")
     )
     max_queue_size: int = attrs.field(default=1000, validator=_check("max_queue_size"))
+    pipeline_depth: int = attrs.field(default=1, validator=_check("pipeline_depth"))
     queue_timeout: float = attrs.field(default=5.0, validator=_check("queue_timeout"))
     request_timeout: float | None = attrs.field(
         default=None,

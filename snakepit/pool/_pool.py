@@ -49,7 +49,7 @@ from snakepit.supervisor import ChildSpec, Restart, Strategy, Supervisor
 
 from ._slot import RecycleTicket, WorkerSlot
 from ._stream import ChunkStream
-from ._worker import Pending, WorkerProcess, _ShuttingDown
+from ._worker import NotRun, Pending, WorkerProcess
 
 __all__ = ("Pool", "open_pool")
 
@@ -321,9 +321,7 @@ class Pool:
                 return worker
         best: WorkerProcess | None = None
         for worker in self._workers.values():
-            if worker.load < worker.capacity and (
-                best is None or worker.load < best.load
-            ):
+            if worker.load < worker.limit and (best is None or worker.load < best.load):
                 best = worker
                 if worker.load == 0:
                     break
@@ -616,7 +614,7 @@ class Pool:
         }
 
     def _serve_queue(self, worker: WorkerProcess) -> None:
-        while self._queue and worker.load < worker.capacity and worker.accepting:
+        while self._queue and worker.load < worker.limit and worker.accepting:
             waiter = self._queue.popleft()
             if waiter.gone:
                 continue
@@ -689,16 +687,18 @@ class Pool:
                     Call(req_id, command, payload, session_id, None),
                     self.config.max_frame_bytes,
                 )
-                for _ in range(_MAX_REDISPATCH):
+                for attempt in range(_MAX_REDISPATCH):
                     try:
                         result = await self._call(
                             req_id, command, frame, session_id, limit, span
                         )
-                    except _ShuttingDown:
+                    except NotRun as exc:
+                        if attempt + 1 == _MAX_REDISPATCH:
+                            raise exc.error from None
                         continue  # it never ran: send it to another worker
                     span.set_metadata(success=True)
                     return result
-                raise PoolClosed(f"pool {self.config.name!r}: every worker is stopping")
+                raise AssertionError("unreachable")  # pragma: no cover
             except BaseException:
                 self._count_error()
                 raise

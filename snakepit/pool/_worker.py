@@ -30,6 +30,7 @@ from snakepit.config import PoolConfig
 from snakepit.exceptions import (
     CommandNotFound,
     InvalidArguments,
+    PoolClosed,
     ProtocolError,
     ProtocolVersionMismatch,
     RemoteError,
@@ -89,8 +90,17 @@ _START_EXIT_HINTS = {
 }
 
 
-class _ShuttingDown(SnakepitError):
-    """Internal: the worker refused a call because it is stopping; retry elsewhere."""
+class NotRun(SnakepitError):
+    """Internal: the call never ran (the worker was stopping, or died or took a
+    Cancel before the call's turn came), so it may be sent elsewhere.
+
+    Attributes:
+        error: what the caller gets if it cannot be sent elsewhere.
+    """
+
+    def __init__(self, error: SnakepitError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @attrs.define(eq=False)
@@ -126,8 +136,8 @@ def remote_error(error: Error) -> BaseException:
         return SerializationError(
             f"the worker could not decode the call: {error.message}"
         )
-    if kind == "shutting_down":
-        return _ShuttingDown(error.message)
+    if kind in ("shutting_down", "cancelled"):
+        return NotRun(PoolClosed(error.message))
     return RemoteError(error.type, error.message, error.traceback)
 
 
@@ -159,6 +169,8 @@ class WorkerProcess:
         self.config = config
         self.id = worker_id
         self.capacity = capacity
+        #: Calls it may be sent at once: capacity times ``pipeline_depth``.
+        self.limit = capacity * config.pipeline_depth
         #: Calls dispatched and not yet answered (the dispatcher's view).
         self.load = 0
         self.requests = 0
@@ -366,9 +378,9 @@ class WorkerProcess:
         self._dead = True
         self._dead_info = (exit_code, signum, reason)
         in_flight = len(self._pending)
-        for req_id in list(self._pending):
+        for position, req_id in enumerate(list(self._pending)):
             pending = self._pending.pop(req_id)
-            failure: BaseException
+            failure: SnakepitError
             if self._protocol_failure is not None:
                 failure = ProtocolError(
                     f"worker {self.id}: {self._protocol_failure}; the call's outcome "
@@ -378,6 +390,10 @@ class WorkerProcess:
                 failure = WorkerCrashed(
                     worker_id=self.id, exit_code=exit_code, signal=signum, reason=reason
                 )
+            if position >= self.capacity and pending.chunks is None:
+                # Still in the worker's queue, behind `capacity` calls: the worker
+                # takes calls in order, so this one never started.
+                failure = NotRun(failure)
             self._resolve_failure(pending, failure)
         if self.hello is not None:
             telemetry.execute(
@@ -582,7 +598,10 @@ class WorkerProcess:
                 pending.error = message
                 if pending.chunks is not None:
                     try:
-                        pending.chunks.send_nowait(StreamFailure(remote_error(message)))
+                        failure = remote_error(message)
+                        if isinstance(failure, NotRun):
+                            failure = failure.error  # a stream is not resent
+                        pending.chunks.send_nowait(StreamFailure(failure))
                     except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                         pass
                     pending.chunks.close()
@@ -778,14 +797,31 @@ class WorkerProcess:
         if pending.chunks is not None and reason != "timeout":
             # A stream has an interruption point between chunks: cancel it there.
             self.cancel_soon(req_id)
+        elif not self._may_have_started(req_id):
+            # Pipelined behind another call: the worker answers it "cancelled"
+            # instead of running it (or, if it started meanwhile, runs it to the
+            # end); either answer is dropped and frees its place.
+            self.cancel_soon(req_id)
         elif self._kill_on_abandon:
             self._pending.pop(req_id, None)
             self._kill(reason)
         elif pending.chunks is not None:
             self.cancel_soon(req_id)
 
+    def _may_have_started(self, req_id: int) -> bool:
+        """Whether call *req_id* may be running: the worker takes calls in the
+        order they were sent, so only the first ``capacity`` unanswered ones can
+        be (``self._pending`` keeps that order)."""
+        for position, pending_id in enumerate(self._pending):
+            if position >= self.capacity:
+                return False
+            if pending_id == req_id:
+                return True
+        return False
+
     def cancel_soon(self, req_id: int) -> None:
-        """Ask the worker to stop stream *req_id* (queued, never blocks)."""
+        """Ask the worker to stop stream *req_id*, or to skip call *req_id* if it
+        has not started (queued, never blocks)."""
         if self._writer is None:
             return
         try:

@@ -73,6 +73,9 @@ class ErrorKind(str, enum.Enum):
     SHUTTING_DOWN = "shutting_down"
     """The call arrived after :class:`Shutdown`; it never ran, so it is safe to
     send it elsewhere."""
+    CANCELLED = "cancelled"
+    """A :class:`Cancel` reached the call while it still waited for a call thread;
+    it never ran. (A call already running is not interrupted: it runs to the end.)"""
 
 
 # --- Messages ---

@@ -134,6 +134,10 @@ class Runtime:
         self._state_lock = threading.Lock()
         self._in_flight = 0
         self._streams: dict[int, _Stream] = {}
+        #: Plain calls accepted and not yet taken by a call thread, and those of
+        #: them a Cancel reached (they are answered "cancelled", never run).
+        self._waiting: set[int] = set()
+        self._revoked: set[int] = set()
         self._closing = False  # the reader's own flag: no new calls
         self._shutdown = threading.Event()
 
@@ -297,6 +301,8 @@ class Runtime:
             self._in_flight += 1
             if stream is not None:
                 self._streams[call_id] = stream
+            else:
+                self._waiting.add(call_id)
         self._queue.put((call_id, command, args, stream, session_id))
 
     def _pong(self, ping: Ping) -> None:
@@ -307,6 +313,8 @@ class Runtime:
     def _cancel(self, cancel: Cancel) -> None:
         with self._state_lock:
             stream = self._streams.get(cancel.id)
+            if stream is None and cancel.id in self._waiting:
+                self._revoked.add(cancel.id)  # not started: it never will be
         if stream is not None:
             stream.cancelled = True  # seen by the call thread between two chunks
 
@@ -333,7 +341,7 @@ class Runtime:
                     return
                 call_id, command, args, stream, context.session_id = job
                 if stream is None:
-                    frame = self._run_call(call_id, command, args)
+                    frame = self._start_call(call_id, command, args)
                 else:
                     frame = self._run_stream(call_id, command, args, stream)
                 context.session_id = None
@@ -342,6 +350,28 @@ class Runtime:
         except BaseException as exc:
             report("internal error in a call thread", exc)
             exit_now(ExitCode.INTERNAL_ERROR)
+
+    def _start_call(
+        self, call_id: int, command: Command, args: dict[str, object]
+    ) -> bytes:
+        """Run a plain call, unless a Cancel reached it while it waited."""
+        with self._state_lock:
+            self._waiting.discard(call_id)
+            revoked = call_id in self._revoked
+            if revoked:
+                self._revoked.discard(call_id)
+                self._in_flight -= 1
+        if revoked:
+            return encode(
+                Error(
+                    call_id,
+                    ErrorKind.CANCELLED.value,
+                    "Cancelled",
+                    f"command {command.name!r} was cancelled before it started",
+                    "",
+                )
+            )
+        return self._run_call(call_id, command, args)
 
     def _run_call(
         self, call_id: int, command: Command, args: dict[str, object]

@@ -123,6 +123,7 @@ def test_error_kinds_are_the_documented_strings() -> None:
         "result_encoding",
         "decode",
         "shutting_down",
+        "cancelled",
     }
     assert ErrorKind("exception") is ErrorKind.EXCEPTION
     assert isinstance(ErrorKind.EXCEPTION, str)  # so it packs as a plain string

@@ -29,6 +29,7 @@ from snakepit.protocol import (
     Chunk,
     End,
     Error,
+    ErrorKind,
     FrameDecoder,
     Hello,
     Message,
@@ -462,15 +463,37 @@ def test_cancel_stops_a_stream_between_chunks(worker: Driver, tmp_path: Path) ->
     assert worker.call("ping") == Reply(call_id + 1, "pong")
 
 
-def test_cancel_of_a_plain_call_is_ignored(worker: Driver, tmp_path: Path) -> None:
+def test_cancel_of_a_running_plain_call_is_ignored(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    call_id = worker.submit("wait_for_file", path=str(gate))
-    worker.send(Cancel(call_id))
-    worker.send(Cancel(12345))  # unknown ids too
+    with Driver(THREADED, threads=2) as worker:
+        worker.hello()
+        call_id = worker.submit("wait_for_file", path=str(gate))
+        later = worker.submit("add", a=1, b=2)
+        # Calls are taken in order: the later one's reply proves the first runs.
+        assert worker.recv() == Reply(later, 3)
+        worker.send(Cancel(call_id))
+        worker.send(Cancel(12345))  # unknown ids too
+        worker.send(Ping(1))
+        assert isinstance(worker.recv(), Pong)
+        gate.touch()
+        assert worker.recv() == Reply(call_id, f"saw {gate}")
+
+
+def test_cancel_of_a_call_still_waiting_for_its_turn_skips_it(
+    worker: Driver, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    running = worker.submit("wait_for_file", path=str(gate))
+    waiting = worker.submit("wait_for_file", path=str(tmp_path / "never"))
+    worker.send(Cancel(waiting))
     worker.send(Ping(1))
-    assert isinstance(worker.recv(), Pong)
+    assert isinstance(worker.recv(), Pong)  # the Cancel was read before the gate
     gate.touch()
-    assert worker.recv() == Reply(call_id, f"saw {gate}")
+    assert worker.recv() == Reply(running, f"saw {gate}")
+    reply = worker.recv()  # it never ran: it would have waited forever
+    assert isinstance(reply, Error)
+    assert (reply.id, reply.kind) == (waiting, ErrorKind.CANCELLED.value)
+    assert worker.call("ping") == Reply(waiting + 1, "pong")
 
 
 # --- Threads ---

@@ -1,0 +1,111 @@
+"""pipeline_depth: calls sent ahead to busy workers, and what happens to them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from snakepit.exceptions import RequestTimeout, WorkerCrashed
+from snakepit.pool import open_pool
+from snakepit.telemetry import capture_events
+
+pytestmark = pytest.mark.anyio
+
+CHAOS = "snakepit.adapters.chaos:ChaosAdapter"
+RESTARTED = ("snakepit", "worker", "restarted")
+
+
+async def test_a_busy_worker_gets_its_next_calls_in_advance() -> None:
+    with anyio.fail_after(30):
+        for depth, queued in ((1, 2), (3, 0)):
+            async with (
+                open_pool(adapter=CHAOS, size=1, pipeline_depth=depth) as pool,
+                anyio.create_task_group() as tg,
+            ):
+                for _ in range(3):
+                    tg.start_soon(pool.execute, "sleep", {"seconds": 0.2})
+                await anyio.wait_all_tasks_blocked()
+                stats = pool.get_stats()
+                assert (stats["load"], stats["queued"]) == (3 - queued, queued)
+                assert pool.worker_stats()[0]["capacity"] == 1
+
+
+async def test_every_pipelined_call_gets_its_own_answer() -> None:
+    results: dict[int, Any] = {}
+
+    async def call(pool: Any, i: int) -> None:
+        reply = await pool.execute("echo", {"request_id": i, "payload": [i] * i})
+        results[i] = (reply["request_id"], reply["payload"])
+
+    with anyio.fail_after(30):
+        async with open_pool(adapter=CHAOS, size=2, pipeline_depth=4) as pool:
+            async with anyio.create_task_group() as tg:
+                for i in range(300):
+                    tg.start_soon(call, pool, i)
+            assert pool.get_stats()["load"] == 0
+    assert results == {i: (i, [i] * i) for i in range(300)}
+
+
+async def test_calls_queued_behind_a_crash_never_ran_and_are_sent_again() -> None:
+    outcomes: dict[str, Any] = {}
+
+    async def call(name: str, pool: Any, command: str, args: Any = None) -> None:
+        try:
+            outcomes[name] = await pool.execute(command, args)
+        except WorkerCrashed as exc:
+            outcomes[name] = exc
+
+    with anyio.fail_after(30), capture_events() as events:
+        async with (
+            open_pool(adapter=CHAOS, size=1, pipeline_depth=4) as pool,
+            anyio.create_task_group() as tg,
+        ):
+            # first runs while the others wait in the worker's own queue;
+            # crash takes the worker down before their turn comes
+            tg.start_soon(call, "first", pool, "sleep", {"seconds": 0.3})
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(call, "crash", pool, "exit", {"code": 3})
+            await anyio.wait_all_tasks_blocked()
+            for name in ("b", "c"):
+                tg.start_soon(call, name, pool, "echo", {"request_id": name})
+            await anyio.wait_all_tasks_blocked()
+            assert pool.get_stats()["load"] == 4  # all four sent to it
+    assert outcomes["first"]["slept"] == 0.3
+    assert isinstance(outcomes["crash"], WorkerCrashed)
+    assert outcomes["crash"].exit_code == 3
+    # b and c never started (calls are taken in order): the replacement ran them
+    assert {outcomes[n]["request_id"] for n in ("b", "c")} == {"b", "c"}
+    assert len(events.named(RESTARTED)) == 1
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancelled"])
+async def test_giving_up_on_a_call_behind_a_long_one_spares_the_worker(
+    how: str,
+) -> None:
+    """On the process profile, giving up on a running call kills the worker; a
+    call still waiting behind it is skipped instead, and the long call ends."""
+    with anyio.fail_after(30), capture_events() as events:
+        async with open_pool(adapter=CHAOS, size=1, pipeline_depth=2) as pool:
+            pid = pool.worker_stats()[0]["pid"]
+            async with anyio.create_task_group() as tg:
+                long_result: list[Any] = []
+
+                async def long_call() -> None:
+                    long_result.append(await pool.execute("sleep", {"seconds": 0.5}))
+
+                tg.start_soon(long_call)
+                await anyio.wait_all_tasks_blocked()
+                if how == "timeout":
+                    with pytest.raises(RequestTimeout):
+                        await pool.execute("hang", timeout=0.1)
+                else:
+                    with anyio.move_on_after(0.1):
+                        await pool.execute("hang")
+            assert [r["slept"] for r in long_result] == [0.5]
+            # "hang" never ran: its place is free again and the worker serves on
+            reply = await pool.execute("echo", {"request_id": 7})
+            assert (reply["request_id"], reply["pid"]) == (7, pid)
+            assert pool.get_stats()["load"] == 0
+    assert events.named(RESTARTED) == []
