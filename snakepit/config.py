@@ -146,6 +146,20 @@ def _profile(value: object) -> Profile:
         raise _Invalid(f"must be {known}, not {value!r}") from None
 
 
+START_METHODS = ("spawn", "template")
+"""The values of ``start_method``."""
+
+
+def _start_method(value: object) -> str:
+    if value not in START_METHODS:
+        raise _Invalid(f"must be 'spawn' or 'template', not {value!r}")
+    if value == "template" and not sys.platform.startswith("linux"):
+        raise _Invalid(
+            "'template' needs Linux (fork, SCM_RIGHTS, waitid); use 'spawn' here"
+        )
+    return str(value)
+
+
 def _adapter_spec(value: object) -> str:
     if isinstance(value, str):
         module, _, qualname = value.partition(":")
@@ -226,6 +240,7 @@ _NORMALIZERS: dict[str, Callable[[object], object]] = {
     "python_executable": _executable,
     "max_queue_size": _positive_int,
     "pipeline_depth": _positive_int,
+    "start_method": _start_method,
     "queue_timeout": _positive_seconds,
     "request_timeout": _timeout_or_none,
     "startup_timeout": _positive_seconds,
@@ -341,6 +356,10 @@ class PoolConfig:
         python_executable: the worker interpreter (default: the parent's).
         max_queue_size: calls that may wait for a worker; beyond it
             :class:`~snakepit.exceptions.PoolSaturated`.
+        start_method: ``"spawn"`` starts each worker as a new interpreter;
+            ``"template"`` (Linux) forks it from a process that has imported
+            the worker and the adapter's module once: it starts in
+            milliseconds and shares those pages.
         pipeline_depth: calls sent to a worker per unit of its capacity. Above 1,
             once every worker is busy, the next calls wait in the workers' own
             queues rather than the pool's, so a worker never idles between two
@@ -417,6 +436,7 @@ class PoolConfig:
     )
     max_queue_size: int = attrs.field(default=1000, validator=_check("max_queue_size"))
     pipeline_depth: int = attrs.field(default=1, validator=_check("pipeline_depth"))
+    start_method: str = attrs.field(default="spawn", validator=_check("start_method"))
     queue_timeout: float = attrs.field(default=5.0, validator=_check("queue_timeout"))
     request_timeout: float | None = attrs.field(
         default=None,

@@ -48,7 +48,9 @@ from snakepit.protocol import Call, encode
 from snakepit.supervisor import ChildSpec, Restart, Strategy, Supervisor
 
 from ._slot import RecycleTicket, WorkerSlot
+from ._spawn import worker_env
 from ._stream import ChunkStream
+from ._template import Template
 from ._worker import NotRun, Pending, WorkerProcess
 
 __all__ = ("Pool", "open_pool")
@@ -133,6 +135,7 @@ class Pool:
         #: The instance token (orphan cleanup); ``None``: the pool's own default.
         self._instance = instance
         self._registry: RunRegistry | None = None
+        self._template: Template | None = None
         profile = profile_for(config.worker_profile)()
         self._capacity = profile.capacity(config.threads_per_worker)
         self._kill_on_abandon = profile.kill_on_abandon
@@ -208,8 +211,24 @@ class Pool:
                         self._break(exc)
                     finally:
                         sup_done.set()
+                        if self._template is not None:
+                            self._template.close()  # no worker is left
                         self._notify()
 
+                if self.config.start_method == "template":
+                    registry = self._registry
+                    self._template = await tg.start(
+                        Template(
+                            self.config,
+                            worker_env(
+                                self.config,
+                                worker_id=f"{self.config.name}-template",
+                                run_id=registry.run_id if registry else None,
+                                instance=registry.instance if registry else None,
+                            ),
+                            registry.run_id if registry else None,
+                        ).run
+                    )
                 tg.start_soon(supervise)
                 tg.start_soon(self._expire_queue)
                 while (
@@ -269,6 +288,7 @@ class Pool:
         )
         worker.slot = slot
         worker.registry = self._registry
+        worker.template = self._template
         limit = self.config.worker_max_requests
         jitter = self.config.worker_max_requests_jitter
         worker.max_requests = limit + random.randint(0, jitter) if jitter else limit

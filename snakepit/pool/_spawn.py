@@ -27,6 +27,7 @@ from snakepit.profiles import profile_for
 from snakepit.worker import ThreadSafetyChecks, WorkerOptions, command_line
 
 from ._channel import enlarge_pipe
+from ._template import Template, TemplateChild
 
 __all__ = ("Spawned", "spawn_worker", "worker_env")
 
@@ -35,7 +36,7 @@ __all__ = ("Spawned", "spawn_worker", "worker_env")
 class Spawned:
     """A freshly started worker process and the parent's ends of its pipes."""
 
-    process: Process
+    process: Process | TemplateChild
     #: Parent writes requests here (non-blocking).
     request_fd: int
     #: Parent reads replies here (non-blocking).
@@ -100,14 +101,17 @@ async def spawn_worker(
     env: Mapping[str, str] | None = None,
     run_id: str | None = None,
     instance: str | None = None,
+    template: Template | None = None,
 ) -> Spawned:
     """Start one worker process for *config*; it still has to send ``Hello``.
 
     *run_id* and *instance* mark the worker as its run's (``--run-id`` and the
-    environment), so orphan cleanup can find it.
+    environment), so orphan cleanup can find it. With a *template*, the worker
+    is forked from it instead of started from scratch.
 
     Raises:
         OSError: the process could not be started (bad ``python_executable``...).
+        WorkerStartError: the template could not fork it.
     """
     request_read, request_write = os.pipe()
     reply_read, reply_write = os.pipe()
@@ -127,15 +131,19 @@ async def spawn_worker(
             thread_safety_checks=ThreadSafetyChecks(config.thread_safety_checks),
         )
         argv = command_line(options, python=config.python_executable or sys.executable)
-        process = await anyio.open_process(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env),
-            start_new_session=True,
-            pass_fds=(request_read, reply_write),
-        )
+        process: Process | TemplateChild
+        if template is not None:
+            process = await _fork_worker(template, argv, env)
+        else:
+            process = await anyio.open_process(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(env),
+                start_new_session=True,
+                pass_fds=(request_read, reply_write),
+            )
     except BaseException:
         for fd in (request_read, request_write, reply_read, reply_write):
             os.close(fd)
@@ -148,3 +156,24 @@ async def spawn_worker(
     enlarge_pipe(request_write)  # big payloads cross in fewer system calls
     enlarge_pipe(reply_read)
     return Spawned(process=process, request_fd=request_write, reply_fd=reply_read)
+
+
+async def _fork_worker(
+    template: Template, argv: list[str], env: Mapping[str, str]
+) -> TemplateChild:
+    """Have *template* fork the worker *argv* would start. It gets the same
+    protocol pipes (the fds named in *argv*), plus stdout and stderr pipes made
+    here, since a fork has no ``subprocess`` to make them."""
+    fds = argv[argv.index("--fds") + 1].split(",")
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        return await template.fork(
+            argv[argv.index("snakepit.worker") + 1 :],
+            env,
+            (int(fds[0]), int(fds[1]), out_write, err_write),
+            (out_read, err_read),
+        )
+    finally:
+        os.close(out_write)
+        os.close(err_write)

@@ -64,6 +64,7 @@ from snakepit.worker import ExitCode
 
 from ._channel import BrokenChannel, FrameWriter, read_pipe
 from ._spawn import Spawned, spawn_worker
+from ._template import Template
 
 __all__ = ("WorkerProcess",)
 
@@ -215,6 +216,8 @@ class WorkerProcess:
         self._stderr_done = anyio.Event()
         #: The run that records this worker for orphan cleanup (set by the pool).
         self.registry: RunRegistry | None = None
+        #: The template to fork this worker from (``start_method="template"``).
+        self.template: Template | None = None
 
     def __repr__(self) -> str:
         return (
@@ -240,6 +243,7 @@ class WorkerProcess:
                 worker_id=self.id,
                 run_id=registry.run_id if registry else None,
                 instance=registry.instance if registry else None,
+                template=self.template,
             )
         except OSError as exc:
             raise WorkerStartError(

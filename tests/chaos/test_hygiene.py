@@ -74,8 +74,11 @@ PARENT_SCRIPT = textwrap.dedent(
     from snakepit.pool import open_pool
 
     async def main():
-        async with open_pool(adapter={chaos!r}, size=3) as pool:
+        method = sys.argv[2]
+        async with open_pool(adapter={chaos!r}, size=3, start_method=method) as pool:
             pids = [row["pid"] for row in pool.worker_stats()]
+            if method == "template":  # the template goes with its parent too
+                pids.append(psutil.Process(pids[0]).ppid())
             if sys.argv[1] == "grandchild":
                 pids.append(await pool.execute("spawn_grandchild"))
             if sys.argv[1] == "grandchild-no-reaper":  # the reaper dies first
@@ -92,10 +95,12 @@ PARENT_SCRIPT = textwrap.dedent(
 ).format(chaos=CHAOS)
 
 
-def parent_sigkilled(ledger: Ledger, variant: str) -> list[int]:
+def parent_sigkilled(
+    ledger: Ledger, variant: str, start_method: str = "spawn"
+) -> list[int]:
     ledger.fault()
     proc = subprocess.run(
-        [sys.executable, "-c", PARENT_SCRIPT, variant],
+        [sys.executable, "-c", PARENT_SCRIPT, variant, start_method],
         capture_output=True,
         text=True,
         timeout=60,
@@ -108,17 +113,27 @@ def parent_sigkilled(ledger: Ledger, variant: str) -> list[int]:
     return pids
 
 
-async def test_row58_parent_sigkilled_leaves_no_worker(ledger: Ledger) -> None:
+@pytest.mark.parametrize("start_method", ["spawn", "template"])
+async def test_row58_parent_sigkilled_leaves_no_worker(
+    ledger: Ledger, start_method: str
+) -> None:
     with anyio.fail_after(30):
-        pids = await anyio.to_thread.run_sync(parent_sigkilled, ledger, "workers")
-        assert len(pids) == 3
+        pids = await anyio.to_thread.run_sync(
+            parent_sigkilled, ledger, "workers", start_method
+        )
+        assert len(pids) == (3 if start_method == "spawn" else 4)
         assert await wait_gone(pids, within=1.0) == []
 
 
-async def test_row58_parent_sigkilled_leaves_no_grandchild(ledger: Ledger) -> None:
+@pytest.mark.parametrize("start_method", ["spawn", "template"])
+async def test_row58_parent_sigkilled_leaves_no_grandchild(
+    ledger: Ledger, start_method: str
+) -> None:
     with anyio.fail_after(30):
-        pids = await anyio.to_thread.run_sync(parent_sigkilled, ledger, "grandchild")
-        assert len(pids) == 4
+        pids = await anyio.to_thread.run_sync(
+            parent_sigkilled, ledger, "grandchild", start_method
+        )
+        assert len(pids) == (4 if start_method == "spawn" else 5)
         assert await wait_gone(pids, within=1.0) == []
 
 

@@ -23,6 +23,7 @@ class EnvAdapter(Adapter):
             "executable": sys.executable,
             "argv": sys.argv,
             "pid": os.getpid(),
+            "ppid": os.getppid(),
             "pgid": os.getpgid(0),
             "sid": os.getsid(0),
             "stdin": os.readlink("/proc/self/fd/0")

@@ -1,0 +1,430 @@
+"""``start_method = "template"``: workers forked from a process that preloaded them.
+
+:class:`Template` runs one ``python -m snakepit.worker --template`` per pool (see
+:mod:`snakepit.worker._template` for what it does and its protocol). A worker then
+starts in milliseconds, without importing anything, and shares the template's
+imported pages copy-on-write. The template is started on the first fork and
+started again on the next one if it died; its death also ends its children (they
+have it as their parent, with a parent-death signal), which the pool replaces
+like any crashed worker.
+
+:class:`TemplateChild` stands for a forked worker where the pool expects anyio's
+``Process``: its pid, its exit status (reported by the template, which keeps the
+child unreaped until the pool is done with it, so its process group cannot be
+reused under the pool's signals), and its stdout and stderr pipes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import anyio
+import attrs
+import msgpack
+from anyio.abc import Process, TaskGroup, TaskStatus
+
+from snakepit.config import PoolConfig
+from snakepit.exceptions import WorkerStartError, WorkerStartTimeout
+
+__all__ = ("Template", "TemplateChild")
+
+logger = logging.getLogger("snakepit.pool")
+
+#: Seconds the template has to exit once its socket is closed, before SIGKILL.
+_EXIT_GRACE = 2.0
+#: stderr lines of the template kept to explain a failed start.
+_TAIL_LINES = 40
+
+
+class _PipeStream:
+    """An async iterator over what a pipe carries (a forked worker's stdout or
+    stderr), closed at end of file or by :meth:`close`."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while self._fd >= 0:
+            await anyio.wait_readable(self._fd)
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            anyio.notify_closing(fd)
+            os.close(fd)
+
+
+class TemplateChild:
+    """A worker forked by the template (the part of ``Process`` the pool uses)."""
+
+    def __init__(self, template: Template, pid: int, stdout: int, stderr: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self.stdout = _PipeStream(stdout)
+        self.stderr = _PipeStream(stderr)
+        self._template = template
+        self._exited = anyio.Event()
+
+    def set_exited(self, status: int) -> None:
+        if self.returncode is None:
+            self.returncode = status
+            self._exited.set()
+
+    async def wait(self) -> int:
+        """Wait until the template reports the child's exit; return its status."""
+        await self._exited.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+    async def aclose(self) -> None:
+        """Wait for the exit, let the template reap the child, close its pipes."""
+        await self.wait()
+        self._template.reap(self.pid)
+        self.stdout.close()
+        self.stderr.close()
+
+
+@attrs.define(eq=False)
+class _Fork:
+    stdout: int
+    stderr: int
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    child: TemplateChild | None = None
+    error: str | None = None
+
+
+@attrs.define(eq=False)
+class _Instance:
+    """One template process and what the pool knows of it."""
+
+    process: Process
+    sock: socket.socket
+    ready: anyio.Event = attrs.Factory(anyio.Event)
+    failure: str | None = None
+    dead: bool = False
+    stderr_tail: list[str] = attrs.Factory(list)
+    forks: dict[int, _Fork] = attrs.Factory(dict)
+    children: dict[int, TemplateChild] = attrs.Factory(dict)
+
+
+class Template:
+    """The pool's template process, started on demand.
+
+    Args:
+        config: the pool's configuration (adapter, interpreter, timeouts).
+        env: the template's environment: the workers', so that what the adapter's
+            import reads (BLAS thread counts...) is what a spawned worker sees.
+        run_id: the run's id, on the template's command line for orphan cleanup.
+    """
+
+    def __init__(
+        self, config: PoolConfig, env: Mapping[str, str], run_id: str | None
+    ) -> None:
+        self._config = config
+        self._env = dict(env)
+        self._run_id = run_id
+        self._lock = anyio.Lock()
+        self._send_lock = anyio.Lock()
+        self._tokens = itertools.count(1)
+        self._current: _Instance | None = None
+        self._tg: TaskGroup | None = None
+        self._closing = False
+        self._done = anyio.Event()
+        self.starts = 0
+
+    async def run(self, *, task_status: TaskStatus[Template]) -> None:
+        """Host the template's tasks until :meth:`close`, then stop the template.
+
+        Shielded: the template must outlive the workers it forked, which a
+        cancelled pool still stops one by one; the pool calls :meth:`close` once
+        they are all gone.
+        """
+        with anyio.CancelScope(shield=True):
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    task_status.started(self)
+                    await self._done.wait()
+                    self._closing = True
+                    tg.cancel_scope.cancel()
+            finally:
+                self._tg = None
+                await self._stop()
+
+    def close(self) -> None:
+        """Let :meth:`run` stop the template (every worker has exited)."""
+        self._closing = True
+        self._done.set()
+
+    async def fork(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        fds: Sequence[int],
+        output: tuple[int, int],
+    ) -> TemplateChild:
+        """Fork a worker running ``python -m snakepit.worker ARGV`` with *env*.
+
+        *fds* are the child's request read, reply write, stdout and stderr ends;
+        the caller keeps (and closes) them. *output* are the read ends of the
+        child's stdout and stderr: the returned child owns them (they are closed
+        here if the fork fails).
+
+        Raises:
+            WorkerStartError: the template could not be started or could not fork.
+        """
+        try:
+            instance = await self._ensure()
+        except BaseException:
+            for fd in output:
+                os.close(fd)
+            raise
+        token = next(self._tokens)
+        pending = _Fork(stdout=output[0], stderr=output[1])
+        instance.forks[token] = pending
+        message = msgpack.packb(
+            {"op": "fork", "token": token, "argv": list(argv), "env": dict(env)},
+            use_bin_type=True,
+        )
+        try:
+            async with self._send_lock:  # one sender waits for room at a time
+                await _send(instance.sock, message, fds)
+            with anyio.move_on_after(self._config.startup_timeout):
+                await pending.done.wait()
+        except BaseException:
+            instance.forks.pop(token, None)
+            if pending.child is None:
+                os.close(pending.stdout)
+                os.close(pending.stderr)
+            raise
+        if pending.child is not None:
+            return pending.child
+        instance.forks.pop(token, None)
+        os.close(pending.stdout)
+        os.close(pending.stderr)
+        raise WorkerStartError(
+            f"pool {self._config.name!r}: the template could not fork a worker: "
+            f"{pending.error or 'no answer within startup_timeout'}",
+            stderr_tail="\n".join(instance.stderr_tail),
+        )
+
+    def reap(self, pid: int) -> None:
+        """Let the template reap *pid*, whose exit the pool has dealt with."""
+        instance = self._current
+        if (
+            instance is None
+            or instance.dead
+            or instance.children.pop(pid, None) is None
+        ):
+            return
+        try:
+            instance.sock.send(msgpack.packb({"op": "reap", "pid": pid}))
+        except OSError:
+            pass  # it is going away: its zombies go to init with it
+
+    # --- The template process ---
+
+    async def _ensure(self) -> _Instance:
+        async with self._lock:
+            instance = self._current
+            if instance is None or instance.dead:
+                instance = self._current = await self._start()
+            return instance
+
+    async def _start(self) -> _Instance:
+        if self._tg is None:
+            raise WorkerStartError(f"pool {self._config.name!r} is not running")
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [
+            self._config.python_executable or sys.executable,
+            "-m",
+            "snakepit.worker",
+            "--template",
+            "--control-fd",
+            str(child.fileno()),
+            "--adapter",
+            self._config.adapter_module,
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        if self._run_id is not None:
+            argv += ["--run-id", self._run_id]
+        try:
+            process = await anyio.open_process(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=self._env,
+                start_new_session=True,
+                pass_fds=(child.fileno(),),
+            )
+        except OSError as exc:
+            parent.close()
+            raise WorkerStartError(
+                f"pool {self._config.name!r}: could not start the template "
+                f"({argv[0]}): {exc}"
+            ) from exc
+        finally:
+            child.close()
+        parent.setblocking(False)
+        self.starts += 1
+        instance = _Instance(process=process, sock=parent)
+        self._tg.start_soon(self._read, instance)
+        self._tg.start_soon(self._drain_stderr, instance)
+        with anyio.move_on_after(self._config.startup_timeout):
+            await instance.ready.wait()
+        if instance.ready.is_set() and instance.failure is None:
+            return instance
+        self._kill(instance)
+        if not instance.ready.is_set():
+            raise WorkerStartTimeout(
+                f"pool {self._config.name!r}: the template was not ready within "
+                f"startup_timeout={self._config.startup_timeout}s",
+                stderr_tail="\n".join(instance.stderr_tail),
+            )
+        raise WorkerStartError(
+            f"pool {self._config.name!r}: the template could not import the "
+            f"adapter {self._config.adapter_module!r}",
+            stderr_tail=(instance.failure or "").rstrip(),
+        )
+
+    async def _read(self, instance: _Instance) -> None:
+        sock = instance.sock
+        try:
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    await anyio.wait_readable(sock)
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                self._on_message(instance, msgpack.unpackb(data, raw=False))
+        finally:
+            self._on_death(instance)
+            with anyio.CancelScope(shield=True):
+                await instance.process.wait()
+
+    def _on_message(self, instance: _Instance, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "exited":
+            child = instance.children.get(message["pid"])
+            if child is not None:
+                child.set_exited(message["status"])
+        elif op in ("forked", "fork_failed"):
+            pending = instance.forks.pop(message["token"], None)
+            if pending is None:
+                return
+            if op == "forked":
+                pid = message["pid"]
+                pending.child = TemplateChild(self, pid, pending.stdout, pending.stderr)
+                instance.children[pid] = pending.child
+            else:
+                pending.error = message.get("error", "fork failed")
+            pending.done.set()
+        elif op == "ready":
+            threads = message.get("threads", 1)
+            if threads > 1:
+                logger.warning(
+                    "pool %r: importing %s started %d threads in the template; "
+                    "forking a process with threads is unsafe (use start_method "
+                    "'spawn' if workers misbehave)",
+                    self._config.name,
+                    self._config.adapter_module,
+                    threads - 1,
+                )
+            instance.ready.set()
+        elif op == "failed":
+            instance.failure = str(message.get("error", ""))
+            instance.ready.set()
+
+    def _on_death(self, instance: _Instance) -> None:
+        """The template is gone: so are its children (their parent-death signal)."""
+        if instance.dead:
+            return
+        instance.dead = True
+        instance.ready.set()
+        instance.sock.close()
+        for child in instance.children.values():
+            child.set_exited(-signal.SIGKILL)
+        instance.children.clear()
+        for pending in instance.forks.values():
+            pending.error = "the template exited"
+            pending.done.set()
+        if not self._closing and instance.failure is None:
+            logger.warning(
+                "pool %r: the template (pid %s) exited; it is started again on the "
+                "next worker start",
+                self._config.name,
+                instance.process.pid,
+            )
+
+    async def _drain_stderr(self, instance: _Instance) -> None:
+        stream = instance.process.stderr
+        assert stream is not None
+        buffer = b""
+        try:
+            async for data in stream:
+                buffer += data
+                *lines, buffer = buffer.split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace")
+                    instance.stderr_tail.append(line)
+                    del instance.stderr_tail[:-_TAIL_LINES]
+                    logger.warning("[%s template] %s", self._config.name, line)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+
+    def _kill(self, instance: _Instance) -> None:
+        if instance.process.returncode is None:
+            try:
+                os.killpg(instance.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    async def _stop(self) -> None:
+        """Close the socket (the template exits on end of file), then reap it."""
+        instance, self._current = self._current, None
+        if instance is None:
+            return
+        if not instance.dead:
+            anyio.notify_closing(instance.sock)
+            instance.sock.close()
+            instance.dead = True
+        with anyio.move_on_after(_EXIT_GRACE):
+            await instance.process.wait()
+        self._kill(instance)
+        await instance.process.wait()
+        await instance.process.aclose()
+
+
+async def _send(sock: socket.socket, message: bytes, fds: Sequence[int]) -> None:
+    """Send one SOCK_SEQPACKET message with *fds* attached, waiting for room."""
+    while True:
+        try:
+            socket.send_fds(sock, [message], list(fds))
+            return
+        except BlockingIOError:
+            await anyio.wait_writable(sock)

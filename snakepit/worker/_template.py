@@ -1,0 +1,263 @@
+"""The template: a process that has imported the adapter once and forks workers.
+
+``python -m snakepit.worker --template --control-fd N --adapter M:C ...`` imports
+:mod:`snakepit.worker` and the adapter's module, freezes what it imported out of
+the garbage collector's reach (so the children share those pages copy-on-write
+instead of each touching them), says ``ready`` and then serves one parent over a
+``SOCK_SEQPACKET`` Unix socket, one msgpack map per message:
+
+=========================  ===================================================
+parent -> template          template -> parent
+=========================  ===================================================
+``fork`` (token, argv,      ``forked`` (token, pid) or ``fork_failed`` (token,
+env) + 4 fds (request       error): the child's request and reply pipe ends,
+read, reply write,          its stdout and its stderr
+stdout, stderr)
+``reap`` (pid)              ``exited`` (pid, status): a child ended (status as
+                            ``Popen.returncode``: negative for a signal). It
+                            stays a zombie until ``reap``, so the parent can
+                            signal its process group without a reused pid
+=========================  ===================================================
+
+The template never starts a thread, so each fork is of a single-threaded process.
+A child becomes what ``python -m snakepit.worker ARGV`` would be: its own process
+group (in the template's session, which has no terminal), stdin on /dev/null,
+stdout and stderr on its log pipes, the environment it was sent, then
+:func:`snakepit.worker._boot.main`. Its parent is the template, whose death (and
+so the application's) kills it: the template itself dies with its parent
+(``PR_SET_PDEATHSIG``) or when the control socket reaches end of file.
+
+Standard library and msgpack only, like every worker-side module.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import gc
+import importlib
+import os
+import selectors
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import msgpack
+
+from ._options import ExitCode
+from ._report import report
+
+__all__ = ("FDS_PER_FORK", "template_main")
+
+FDS_PER_FORK = 4
+"""Descriptors sent with each ``fork``: request read, reply write, stdout, stderr."""
+
+_MAX_MESSAGE = 1024 * 1024
+
+
+def template_main(argv: Sequence[str]) -> int:
+    """Run the template (the flags after ``--template``); return an exit status."""
+    args = _parse(argv)
+    control = socket.socket(fileno=args["control-fd"])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's
+    if sys.stderr is not None:
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+    if sys.platform.startswith("linux"):
+        from ._boot import _set_parent_death_signal
+
+        _set_parent_death_signal()
+    if os.getppid() != args["parent-pid"]:
+        return ExitCode.OK  # the parent died before prctl took effect
+    from . import _boot  # the worker's own code, imported once for every child
+
+    module = args["adapter"].partition(":")[0]
+    try:
+        importlib.import_module(module)
+    except BaseException:
+        _send(control, {"op": "failed", "error": traceback.format_exc()})
+        return ExitCode.ADAPTER_IMPORT
+    gc.collect()
+    gc.freeze()  # children share these objects' pages instead of copying them
+    _send(control, {"op": "ready", "pid": os.getpid(), "threads": _threads()})
+    return _Server(control, _boot.main).serve()
+
+
+def _parse(argv: Sequence[str]) -> dict[str, Any]:
+    wanted = {"control-fd": int, "adapter": str, "parent-pid": int, "run-id": str}
+    values: dict[str, Any] = {}
+    items = list(argv)
+    while items:
+        flag = items.pop(0)
+        name = flag[2:]
+        if not flag.startswith("--") or name not in wanted or not items:
+            raise SystemExit(f"snakepit template: bad flag {flag!r}")
+        values[name] = wanted[name](items.pop(0))
+    for name in ("control-fd", "adapter", "parent-pid"):
+        if name not in values:
+            raise SystemExit(f"snakepit template: --{name} is required")
+    return values
+
+
+def _threads() -> int:
+    """Native threads of this process (1 unless an import started some)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+
+        return threading.active_count()
+
+
+def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.sendall(msgpack.packb(message, use_bin_type=True))
+
+
+class _Server:
+    """The template's loop: fork requests in, exits out."""
+
+    def __init__(self, control: socket.socket, boot: Any) -> None:
+        self._control = control
+        self._boot = boot
+        self._children: set[int] = set()
+        self._reported: set[int] = set()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        os.set_blocking(self._wake_read, False)
+        signal.set_wakeup_fd(self._wake_write)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        self._selector = selectors.DefaultSelector()
+
+    def serve(self) -> int:
+        self._selector.register(self._control, selectors.EVENT_READ, "control")
+        self._selector.register(self._wake_read, selectors.EVENT_READ, "child")
+        while True:
+            for key, _ in self._selector.select():
+                if key.data == "child":
+                    self._drain_wakeups()
+                    self._report_exits()
+                elif not self._on_control():
+                    return ExitCode.OK  # end of file: the parent is done with us
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self._wake_read, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _report_exits(self) -> None:
+        for pid in sorted(self._children - self._reported):
+            try:
+                info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                info = None
+                self._children.discard(pid)
+            if info is None:
+                continue
+            status = (
+                info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+            )
+            self._reported.add(pid)
+            _send(self._control, {"op": "exited", "pid": pid, "status": status})
+
+    def _on_control(self) -> bool:
+        data, fds, _, _ = socket.recv_fds(self._control, _MAX_MESSAGE, FDS_PER_FORK)
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            return False
+        message = msgpack.unpackb(data, raw=False)
+        op = message.get("op")
+        if op == "fork":
+            self._fork(message, fds)
+        elif op == "reap":
+            pid = message["pid"]
+            if pid in self._children:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+                self._children.discard(pid)
+                self._reported.discard(pid)
+        else:
+            report(f"snakepit template: unknown request {op!r}")
+        for fd in fds if op != "fork" else ():
+            os.close(fd)
+        return True
+
+    def _fork(self, message: dict[str, Any], fds: list[int]) -> None:
+        token = message.get("token")
+        if len(fds) != FDS_PER_FORK:
+            for fd in fds:
+                os.close(fd)
+            _send(
+                self._control,
+                {"op": "fork_failed", "token": token, "error": f"got {len(fds)} fds"},
+            )
+            return
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            _send(
+                self._control, {"op": "fork_failed", "token": token, "error": str(exc)}
+            )
+            return
+        if pid == 0:
+            self._become_worker(message["argv"], message["env"], fds)
+        try:
+            # Its own process group at once (the child asks too): the parent may
+            # signal the group as soon as it hears "forked".
+            os.setpgid(pid, pid)
+        except OSError:
+            pass  # it already did, or it is already dead
+        for fd in fds:
+            os.close(fd)
+        self._children.add(pid)
+        _send(self._control, {"op": "forked", "token": token, "pid": pid})
+
+    def _become_worker(
+        self, argv: list[str], env: dict[str, str], fds: list[int]
+    ) -> NoReturn:
+        """In the child: shed the template's state, then boot as a worker."""
+        code: int = ExitCode.INTERNAL_ERROR
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            self._selector.close()
+            self._control.close()
+            os.close(self._wake_read)
+            os.close(self._wake_write)
+            os.setpgid(0, 0)  # the template's session has no terminal already
+            request_fd, reply_fd, stdout_fd, stderr_fd = fds
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(stdout_fd, 1)
+            os.dup2(stderr_fd, 2)
+            for fd in (devnull, stdout_fd, stderr_fd):
+                os.close(fd)
+            # Over the template's own: what an interpreter wrapper added stays.
+            os.environ.update(env)
+            argv = list(argv)
+            argv[argv.index("--fds") + 1] = f"{request_fd},{reply_fd}"
+            argv[argv.index("--parent-pid") + 1] = str(os.getppid())
+            sys.argv[1:] = argv
+            code = self._boot(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else ExitCode.INTERNAL_ERROR
+        except BaseException as exc:
+            report("a forked worker failed to boot", exc)
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    if stream is not None:
+                        stream.flush()
+                except BaseException:
+                    pass
+            os._exit(code)

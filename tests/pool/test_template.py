@@ -1,0 +1,112 @@
+"""start_method="template": workers forked from a preloaded template process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+import anyio
+import psutil
+import pytest
+
+from snakepit.exceptions import ConfigError, PoolUnavailable, WorkerCrashed
+from snakepit.pool import open_pool
+from snakepit.telemetry import capture_events
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only"),
+]
+
+CHAOS = "snakepit.adapters.chaos:ChaosAdapter"
+ENV = "tests.workers.envinfo:EnvAdapter"
+EXITED = ("snakepit", "worker", "exited")
+RESTARTED = ("snakepit", "worker", "restarted")
+
+
+def template_of(pool: object) -> psutil.Process:
+    """The pool's template: the parent of its workers, a child of ours."""
+    pid = pool.worker_stats()[0]["pid"]  # type: ignore[attr-defined]
+    template = psutil.Process(pid).parent()
+    assert template is not None
+    assert template.ppid() == os.getpid()
+    assert "--template" in template.cmdline()
+    return template
+
+
+async def test_workers_are_forked_from_one_template_that_imported_the_adapter() -> None:
+    with anyio.fail_after(30):
+        async with open_pool(adapter=ENV, size=3, start_method="template") as pool:
+            template = template_of(pool)
+            parents = {psutil.Process(w["pid"]).ppid() for w in pool.worker_stats()}
+            assert parents == {template.pid}
+            info = await pool.execute("interpreter")
+            # a worker's own argv and environment, not the template's
+            assert info["argv"][info["argv"].index("--worker-id") + 1] in (
+                pool.list_workers()
+            )
+            seen = await pool.execute("env", {"names": ["SNAKEPIT_WORKER_ID"]})
+            assert seen["SNAKEPIT_WORKER_ID"] in pool.list_workers()
+        assert not template.is_running()
+
+
+async def test_a_crashed_forked_worker_is_replaced_with_its_exit_status() -> None:
+    with anyio.fail_after(30), capture_events() as events:
+        async with open_pool(adapter=CHAOS, size=1, start_method="template") as pool:
+            with pytest.raises(WorkerCrashed) as info:
+                await pool.execute("exit", {"code": 7})
+            assert info.value.exit_code == 7
+            with pytest.raises(WorkerCrashed) as info:
+                await pool.execute("sigkill_self")
+            assert info.value.signal == signal.SIGKILL
+            await events.wait_for(RESTARTED, count=2)
+            assert (await pool.execute("echo", {"request_id": 1}))["request_id"] == 1
+
+
+async def test_a_dead_template_takes_its_workers_and_is_started_again() -> None:
+    with anyio.fail_after(30), capture_events() as events:
+        async with open_pool(adapter=CHAOS, size=2, start_method="template") as pool:
+            first = template_of(pool)
+            first.kill()
+            await events.wait_for(RESTARTED, count=2)
+            second = template_of(pool)
+            assert second.pid != first.pid
+            for i in range(4):
+                assert (await pool.execute("echo", {"request_id": i}))["pid"] in {
+                    w["pid"] for w in pool.worker_stats()
+                }
+    reasons = [e.metadata["signal"] for e in events.named(EXITED)]
+    assert reasons.count(signal.SIGKILL) >= 2  # their parent-death signal
+
+
+async def test_an_adapter_that_cannot_be_imported_fails_fast_with_the_reason() -> None:
+    with anyio.fail_after(60), pytest.raises(PoolUnavailable) as info:
+        async with open_pool(
+            adapter="no_such_module_here:Adapter", size=2, start_method="template"
+        ):
+            pass
+    message = str(info.value)
+    assert "could not import the adapter" in message
+    assert "ModuleNotFoundError: No module named 'no_such_module_here'" in message
+
+
+async def test_a_forked_worker_logs_its_output(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="snakepit.worker")
+    with anyio.fail_after(30), capture_events() as events:
+        async with open_pool(adapter=CHAOS, size=1, start_method="template") as pool:
+            await pool.execute("print_flood", {"n_bytes": 2000})
+            await pool.execute("print_flood", {"n_bytes": 300, "stream": "stderr"})
+    assert len(events.named(EXITED)) == 1  # the logs were drained before the exit
+    assert any("[default-1 stdout]" in r.getMessage() for r in caplog.records)
+    assert any("[default-1 stderr]" in r.getMessage() for r in caplog.records)
+
+
+def test_the_template_is_linux_only_and_named_in_config_errors() -> None:
+    from snakepit.config import PoolConfig
+
+    with pytest.raises(ConfigError, match="start_method must be 'spawn' or"):
+        PoolConfig(start_method="forkserver")
