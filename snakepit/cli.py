@@ -9,15 +9,20 @@
 - ``snakepit cleanup [--data-dir DIR] [--instance NAME | --all-instances]
   [--config PATH] [--dry-run] [--json]``: kill what dead runs left behind (orphaned
   workers and their children) and report it; live runs are never touched.
+- ``snakepit bench [ARGS...]``: the benchmark suite against peers (``python -m
+  benchmarks ARGS...``); from a source checkout only, as ``benchmarks/`` does not
+  ship in the wheel.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from snakepit._version import __version__
@@ -120,13 +125,23 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument(
         "--json", action="store_true", help="print a JSON document instead of text"
     )
+    # Listed for --help only: main() hands everything after "bench" to the suite.
+    commands.add_parser(
+        "bench",
+        add_help=False,
+        help="benchmark snakepit against its peers (source checkout; "
+        "snakepit bench --help)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``snakepit`` command line and return its exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["bench"]:
+        return _bench(arguments[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if args.command == "demo":
         from snakepit._demo import run_demo
 
@@ -162,6 +177,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     parser.print_help(sys.stderr)
     return 2
+
+
+def _bench(arguments: list[str]) -> int:
+    """Forward *arguments* to the benchmark suite's ``main``.
+
+    The suite lives in ``benchmarks/`` next to ``snakepit/`` in a source checkout;
+    it is imported by name (it is not part of the installed package).
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "benchmarks" / "suite").is_dir() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    try:
+        suite = importlib.import_module("benchmarks.suite")
+    except ImportError as exc:
+        print(
+            f"snakepit bench: the benchmark suite is not importable ({exc}); it "
+            "ships with the source checkout only: run it from there",
+            file=sys.stderr,
+        )
+        return 2
+    return int(suite.main(arguments, prog="snakepit bench"))
 
 
 def _run(

@@ -25,6 +25,8 @@ from collections.abc import Callable
 import anyio
 import sniffio
 
+from snakepit.protocol import Frame
+
 __all__ = ("PIPE_SIZE", "BrokenChannel", "FrameWriter", "enlarge_pipe", "read_pipe")
 
 PIPE_SIZE = 1024 * 1024
@@ -63,13 +65,22 @@ class FrameWriter:
             the pipe is gone). Must not raise.
     """
 
-    __slots__ = ("_backlog", "_broken", "_closed", "_fd", "_on_broken", "_wake")
+    __slots__ = (
+        "_backlog",
+        "_broken",
+        "_closed",
+        "_drained",
+        "_fd",
+        "_on_broken",
+        "_wake",
+    )
 
     def __init__(self, fd: int, on_broken: Callable[[OSError], None]) -> None:
         self._fd = fd
         self._on_broken = on_broken
         self._backlog: collections.deque[memoryview] = collections.deque()
         self._wake = anyio.Event()
+        self._drained = anyio.Event()
         self._broken: OSError | None = None
         self._closed = False
 
@@ -78,7 +89,7 @@ class FrameWriter:
         """Bytes accepted by :meth:`write` and not yet in the pipe."""
         return sum(len(view) for view in self._backlog)
 
-    def write(self, frame: bytes) -> None:
+    def write(self, frame: Frame) -> None:
         """Send *frame* now if the pipe takes it, else queue the rest for
         :meth:`run`. Never blocks and never awaits.
 
@@ -87,19 +98,30 @@ class FrameWriter:
         """
         if self._closed or self._broken is not None:
             raise BrokenChannel("the request pipe is closed") from self._broken
+        parts: tuple[bytes, ...] = frame if isinstance(frame, tuple) else (frame,)
         if self._backlog:
-            self._backlog.append(memoryview(frame))
+            self._backlog.extend(map(memoryview, parts))
             return
         try:
-            written = os.write(self._fd, frame)
+            if len(parts) == 1:
+                written = os.write(self._fd, parts[0])
+            else:
+                written = os.writev(self._fd, parts)
         except BlockingIOError:
             written = 0
         except OSError as exc:
             self._break(exc)
             raise BrokenChannel(f"the request pipe is broken ({exc})") from exc
-        if written < len(frame):
-            self._backlog.append(memoryview(frame)[written:])
+        for part in parts:
+            if written >= len(part):
+                written -= len(part)
+                continue
+            self._backlog.append(memoryview(part)[written:])
+            written = 0
+        if self._backlog:
             self._wake.set()
+            if self._drained.is_set():
+                self._drained = anyio.Event()
 
     async def run(self) -> None:
         """Flush the backlog as the pipe drains, until closed or broken."""
@@ -113,6 +135,12 @@ class FrameWriter:
                     return  # closed under us: close() dropped the backlog
                 if not self._flush():
                     return
+            self._drained.set()
+
+    async def drain(self) -> None:
+        """Wait until the backlog is in the pipe (or the pipe is closed)."""
+        while self._backlog and not self._closed and self._broken is None:
+            await self._drained.wait()
 
     def _flush(self) -> bool:
         """Write as much of the backlog as the pipe takes; False once broken."""
@@ -141,6 +169,7 @@ class FrameWriter:
             self._broken = exc
             self._backlog.clear()
             self._wake.set()
+            self._drained.set()
             self._on_broken(exc)
 
     def close(self) -> None:
@@ -150,6 +179,7 @@ class FrameWriter:
         self._closed = True
         self._backlog.clear()
         self._wake.set()
+        self._drained.set()
         anyio.notify_closing(self._fd)
         os.close(self._fd)
 

@@ -44,7 +44,7 @@ from snakepit.exceptions import (
 )
 from snakepit.lifecycle import RecycleReason, is_near, run_lifecycle
 from snakepit.profiles import profile_for
-from snakepit.protocol import Call, encode
+from snakepit.protocol import Call, Frame, encode_frame
 from snakepit.supervisor import ChildSpec, Restart, Strategy, Supervisor
 
 from ._slot import RecycleTicket, WorkerSlot
@@ -86,7 +86,7 @@ class _Waiter:
     command: str
     event: anyio.Event = attrs.Factory(anyio.Event)
     #: (request id, frame, pending) of a queued plain call.
-    call: tuple[int, bytes, Pending] | None = None
+    call: tuple[int, Frame, Pending] | None = None
     worker: WorkerProcess | None = None
     error: BaseException | None = None
     gone: bool = False
@@ -386,7 +386,7 @@ class Pool:
         self,
         req_id: int,
         command: str,
-        frame: bytes,
+        frame: Frame,
         session_id: str | None,
         limit: float,
         span: telemetry.Span,
@@ -703,7 +703,7 @@ class Pool:
                 req_id = self._next_id()
                 # A plain dict is encoded as it is: no copy per call.
                 payload = args if type(args) is dict else dict(args or {})
-                frame = encode(
+                frame = encode_frame(
                     Call(req_id, command, payload, session_id, None),
                     self.config.max_frame_bytes,
                 )

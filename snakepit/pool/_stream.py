@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from snakepit import telemetry
-from snakepit.protocol import Call, encode
+from snakepit.protocol import Call, encode_frame
 
 from ._worker import StreamFailure, WorkerProcess
 
@@ -43,7 +43,7 @@ class ChunkStream:
         self._command = command
         self._req_id = pool._next_id()
         # Encode now: unencodable arguments fail at the call, before dispatch.
-        self._frame = encode(
+        self._frame = encode_frame(
             Call(self._req_id, command, args, session_id, None),
             pool.config.max_frame_bytes,
         )

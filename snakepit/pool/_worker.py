@@ -49,6 +49,7 @@ from snakepit.protocol import (
     Chunk,
     End,
     Error,
+    Frame,
     FrameDecoder,
     Hello,
     Message,
@@ -673,7 +674,7 @@ class WorkerProcess:
 
     # --- Calls ---
 
-    def _write(self, frame: bytes) -> None:
+    def _write(self, frame: Frame) -> None:
         """Send one whole frame, or queue it behind the earlier ones (never waits).
 
         Raises:
@@ -696,7 +697,7 @@ class WorkerProcess:
         self._kill("channel_closed")
 
     async def call(
-        self, req_id: int, command: str, frame: bytes, timeout: float
+        self, req_id: int, command: str, frame: Frame, timeout: float
     ) -> Any:
         """Send a call already encoded as *frame* and wait for its outcome.
 
@@ -711,7 +712,7 @@ class WorkerProcess:
         self.submit(req_id, pending, frame)
         return await self.wait(req_id, pending, timeout)
 
-    def submit(self, req_id: int, pending: Pending, frame: bytes) -> None:
+    def submit(self, req_id: int, pending: Pending, frame: Frame) -> None:
         """Register *pending* as call *req_id* and send its *frame*; never waits.
 
         Raises:
@@ -783,7 +784,7 @@ class WorkerProcess:
             reason=reason or self._exit_reason or "exited",
         )
 
-    def send_call(self, frame: bytes) -> None:
+    def send_call(self, frame: Frame) -> None:
         """Send an already registered call's frame (never waits)."""
         self._write(frame)
 

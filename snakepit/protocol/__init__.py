@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from ._frames import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
 from ._frames import HEADER_SIZE as HEADER_SIZE
+from ._frames import Frame as Frame
 from ._frames import FrameDecoder as FrameDecoder
 from ._frames import Undecodable as Undecodable
 from ._frames import decode_body as decode_body
 from ._frames import decode_header as decode_header
 from ._frames import encode as encode
+from ._frames import encode_frame as encode_frame
+from ._frames import frame_size as frame_size
 from ._messages import PROTOCOL_VERSION as PROTOCOL_VERSION
 from ._messages import Bye as Bye
 from ._messages import Call as Call
@@ -50,6 +53,9 @@ __all__ = (
     "Shutdown",
     "Bye",
     "encode",
+    "encode_frame",
+    "frame_size",
+    "Frame",
     "decode_header",
     "decode_body",
     "FrameDecoder",

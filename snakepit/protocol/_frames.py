@@ -82,6 +82,11 @@ def encode(msg: Message, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> byte
 
     .. versionadded:: 0.1
     """
+    body = _encode_body(msg, max_frame_bytes)
+    return _pack_header(len(body)) + body
+
+
+def _encode_body(msg: Message, max_frame_bytes: int) -> bytes:
     tag = TAG_OF.get(type(msg))
     if tag is None:
         raise SerializationError(f"not a protocol message: {type(msg).__name__}")
@@ -99,7 +104,40 @@ def encode(msg: Message, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> byte
             f"{type(msg).__name__} encodes to {size} bytes, more than "
             f"max_frame_bytes ({max_frame_bytes})"
         )
-    return _pack_header(size) + body
+    return body
+
+
+Frame = bytes | tuple[bytes, bytes]
+"""A frame as :func:`encode_frame` returns it: one ``bytes``, or, for a large
+body, ``(header, body)`` to be written with one ``os.writev``, so that the body is
+never copied after a ``header + body``.
+
+.. versionadded:: 0.1
+"""
+
+#: Bodies at least this large are kept apart from their header.
+LARGE_BODY = 256 * 1024
+
+
+def encode_frame(msg: Message, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Frame:
+    """:func:`encode`, but a large body comes back as ``(header, body)``.
+
+    Raises:
+        SerializationError: as :func:`encode`.
+
+    .. versionadded:: 0.1
+    """
+    body = _encode_body(msg, max_frame_bytes)
+    if len(body) >= LARGE_BODY:
+        return _pack_header(len(body)), body
+    return _pack_header(len(body)) + body
+
+
+def frame_size(frame: Frame) -> int:
+    """The bytes *frame* puts on the wire."""
+    if type(frame) is tuple:
+        return len(frame[0]) + len(frame[1])
+    return len(frame)
 
 
 def decode_header(header: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> int:

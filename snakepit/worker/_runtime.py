@@ -48,6 +48,7 @@ from snakepit.protocol import (
     End,
     Error,
     ErrorKind,
+    Frame,
     FrameDecoder,
     Hello,
     Ping,
@@ -57,6 +58,7 @@ from snakepit.protocol import (
     Tag,
     Undecodable,
     encode,
+    encode_frame,
 )
 
 from ._dispatch import Command, CommandTable
@@ -190,7 +192,7 @@ class Runtime:
 
     # --- Writing ---
 
-    def _write(self, frame: bytes, *, last: bool = False) -> bool:
+    def _write(self, frame: Frame, *, last: bool = False) -> bool:
         """Write one whole frame; return False if the reply pipe is broken."""
         fd = self._options.reply_fd
         with self._write_lock:
@@ -198,16 +200,19 @@ class Runtime:
                 return True
             self._said_bye = last
             try:
-                written = os.write(fd, frame)
-                if written < len(frame):
-                    with memoryview(frame) as view:
-                        while written < len(frame):
-                            written += os.write(fd, view[written:])
+                if isinstance(frame, tuple):  # (header, large body): no copy
+                    _write_parts(fd, frame)
+                else:
+                    written = os.write(fd, frame)
+                    if written < len(frame):
+                        with memoryview(frame) as view:
+                            while written < len(frame):
+                                written += os.write(fd, view[written:])
             except OSError:
                 return False
         return True
 
-    def _write_or_exit(self, frame: bytes) -> None:
+    def _write_or_exit(self, frame: Frame) -> None:
         if not self._write(frame) and not self._shutdown.is_set():
             exit_now(ExitCode.OK)  # the parent is gone, or closed our reply pipe
 
@@ -353,7 +358,7 @@ class Runtime:
 
     def _start_call(
         self, call_id: int, command: Command, args: dict[str, object]
-    ) -> bytes:
+    ) -> Frame:
         """Run a plain call, unless a Cancel reached it while it waited."""
         with self._state_lock:
             self._waiting.discard(call_id)
@@ -375,14 +380,15 @@ class Runtime:
 
     def _run_call(
         self, call_id: int, command: Command, args: dict[str, object]
-    ) -> bytes:
+    ) -> Frame:
+        frame: Frame
         try:
             value = command.func(**args)
         except BaseException as exc:
             frame = self._exception_frame(call_id, exc)
         else:
             try:
-                frame = encode(Reply(call_id, value), self._max)
+                frame = encode_frame(Reply(call_id, value), self._max)
             except SerializationError as exc:
                 frame = self._encoding_error(
                     call_id, f"the result of command {command.name!r}", value, exc
@@ -423,7 +429,7 @@ class Runtime:
             except BaseException as exc:
                 return self._exception_frame(call_id, exc)
             try:
-                chunk = encode(Chunk(call_id, item), self._max)
+                chunk = encode_frame(Chunk(call_id, item), self._max)
             except SerializationError as exc:
                 _close(items)
                 return self._encoding_error(
@@ -468,6 +474,17 @@ class Runtime:
             ),
             self._max,
         )
+
+
+def _write_parts(fd: int, parts: tuple[bytes, bytes]) -> None:
+    """Write *parts* in order with as few ``writev`` calls as the pipe allows."""
+    views = [memoryview(part) for part in parts]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if written:
+            views[0] = views[0][written:]
 
 
 def _close(items: Iterator[object]) -> None:

@@ -1,0 +1,86 @@
+"""The parent's pipe ends: ordered frame writes with a backlog, callback reads."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import anyio
+import pytest
+
+from snakepit.pool._channel import BrokenChannel, FrameWriter, read_pipe
+from snakepit.protocol import Reply, encode, encode_frame, frame_size
+
+pytestmark = pytest.mark.anyio
+
+
+def test_a_large_body_is_kept_apart_from_its_header() -> None:
+    small, large = Reply(1, b"x" * 10), Reply(2, b"y" * (1 << 20))
+    assert encode_frame(small) == encode(small)
+    header, body = encode_frame(large)
+    assert header + body == encode(large)
+    assert frame_size((header, body)) == len(encode(large))
+
+
+async def test_frames_arrive_whole_and_in_order_when_the_pipe_is_full() -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    frames = [encode_frame(Reply(i, bytes([i]) * (300_000 + i))) for i in range(6)]
+    frames.insert(3, encode_frame(Reply(99, "small")))
+    expected = b"".join(f if isinstance(f, bytes) else f[0] + f[1] for f in frames)
+    received = bytearray()
+
+    def drain() -> None:
+        while chunk := os.read(read_fd, 65536):
+            received.extend(chunk)
+
+    broken: list[OSError] = []
+    writer = FrameWriter(write_fd, broken.append)
+    reader = threading.Thread(target=drain)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run)
+            for frame in frames:  # far more than a pipe holds: most queue up
+                writer.write(frame)
+            assert writer.backlog_bytes > 0
+            reader.start()
+            await writer.drain()
+            assert writer.backlog_bytes == 0
+            writer.close()
+            tg.cancel_scope.cancel()
+        await anyio.to_thread.run_sync(reader.join)
+    os.close(read_fd)
+    assert bytes(received) == expected
+    assert broken == []
+
+
+async def test_a_write_to_a_pipe_nobody_reads_breaks_the_channel_once() -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    os.close(read_fd)
+    broken: list[OSError] = []
+    writer = FrameWriter(write_fd, broken.append)
+    with pytest.raises(BrokenChannel):
+        writer.write(encode(Reply(1, 1)))
+    with pytest.raises(BrokenChannel):
+        writer.write(encode(Reply(2, 2)))
+    assert len(broken) == 1
+    writer.close()
+
+
+async def test_read_pipe_hands_over_every_byte_until_end_of_file() -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    payload = os.urandom(1 << 20)
+    seen = bytearray()
+
+    def write_all() -> None:
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(payload)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, write_all)
+            await read_pipe(read_fd, seen.extend)
+    os.close(read_fd)
+    assert bytes(seen) == payload
