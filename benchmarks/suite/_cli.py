@@ -117,7 +117,7 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--calls",
         type=int,
-        help="timed calls per throughput/latency row (default 5000; quick 500)",
+        help="timed calls per throughput/latency row (default 4000; quick 500)",
     )
     p.add_argument("--warmup", type=int, help="untimed calls before them (default 300)")
     p.add_argument(
@@ -135,7 +135,7 @@ def parser(prog: str) -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="with numpy, stop interpreter-per-worker peers (PPE(spawn), loky, "
-        "anyio.to_process, raw-pipe) at N startup workers (default: no cap)",
+        "anyio.to_process, raw-pipe) at N startup workers (default 100; 0: no cap)",
     )
     p.add_argument(
         "--memory-workers", type=int, help="memory pool size (default 8; quick 2)"
@@ -169,6 +169,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         value = getattr(args, option)
         if value is not None:
             changes[field] = value
+    if changes.get("startup_spawn_cap") == 0:
+        changes["startup_spawn_cap"] = None
     changes["numpy"] = _contenders.numpy_available() and not args.no_numpy
     if args.quick:
         return Settings.quick_variant(**changes)

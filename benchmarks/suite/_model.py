@@ -35,15 +35,17 @@ class Settings:
     numpy: bool = True
     # throughput and latency: add(a, b)
     throughput_workers: tuple[int, ...] = (1, 2, 8)
-    calls: int = 5_000
+    calls: int = 4_000
     warmup: int = 300
     # startup
     startup_workers: tuple[int, ...] = (2, 8, 32, 100, 250)
     #: From this many workers up, one round only (a start takes seconds there).
-    startup_single_round_from: int = 100
-    #: With NumPy, peers that start each worker as a new interpreter (spawn,
-    #: forkserver, loky, anyio.to_process) stop at this many workers (None: no cap).
-    startup_spawn_cap: int | None = None
+    startup_single_round_from: int = 32
+    #: With NumPy, the peers that start each worker as a new interpreter
+    #: (PPE(spawn), loky, anyio.to_process, raw-pipe) stop at this many workers
+    #: (None: no cap): 250 of them take about a minute each on 2 cores, and
+    #: snakepit and PPE(fork) still go to 250.
+    startup_spawn_cap: int | None = 100
     # memory
     memory_workers: int = 8
     # payload
@@ -139,7 +141,7 @@ class Job:
 
 def settings_from_dict(data: dict[str, Any]) -> Settings:
     fields = attrs.fields_dict(Settings)
-    values = {
+    values: dict[str, Any] = {
         k: tuple(v) if isinstance(v, list) else v
         for k, v in data.items()
         if k in fields

@@ -11,11 +11,13 @@ the suite compares with.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from benchmarks.suite import _tasks
 from benchmarks.suite._frames import FrameReader, encode, write_all
 
-_COMMANDS = {
+_COMMANDS: dict[str, Callable[..., Any]] = {
     "add": _tasks.add,
     "echo": _tasks.echo,
     "pid": _tasks.pid,

@@ -5,7 +5,8 @@ leaves behind is re-parented to it instead of to init: after each job, every
 descendant still alive (past a short grace period for helpers that exit when the
 job does, like multiprocessing's resource tracker) is a leak; it is reported on
 the job's records and killed. A job that outlives its timeout is killed with its
-whole process group.
+whole process group. With ``SNAKEPIT_BENCH_DEBUG=1`` in the environment, a failed
+job's traceback is printed (the report keeps its first line).
 """
 
 from __future__ import annotations

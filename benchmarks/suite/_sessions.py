@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -39,6 +39,9 @@ from benchmarks.suite._contenders import (
     Contender,
 )
 from benchmarks.suite._drivers import Done, Timing
+
+if TYPE_CHECKING:
+    from benchmarks.suite._rawpipe import RawPipeWorkers
 
 ADAPTER = "benchmarks._adapters:BenchAdapter"
 NUMPY_ADAPTER = "benchmarks._numpy_adapter:NumpyBenchAdapter"
@@ -186,7 +189,7 @@ class SnakepitSession(_PortalSession):
             options["start_method"] = contender.options["start_method"]
         if max_requests is not None:
             options["worker_max_requests"] = max_requests
-        self._open = lambda: open_pool(**options)
+        self._open: Callable[[], Any] = lambda: open_pool(**options)
         self.pool: Any = None
 
     def start(self) -> None:
@@ -246,7 +249,9 @@ class ToProcessSession(_PortalSession):
 class _SyncSession(Session):
     module: Any
 
-    def _submit(self, function: Callable[..., Any], args: Sequence[Any], done: Done):
+    def _submit(
+        self, function: Callable[..., Any], args: Sequence[Any], done: Done
+    ) -> None:
         raise NotImplementedError
 
     def ready(self, timeout: float) -> tuple[float, set[int]]:
@@ -292,6 +297,7 @@ class ExecutorSession(_SyncSession):
         self.pids = set()
         self.module = _tasks_module()
         self.lib = contender.options["lib"]
+        self._make: Callable[[], Any]
         initializer = _initializer(numpy)
         if self.lib == "ppe":
             from concurrent.futures import ProcessPoolExecutor
@@ -307,13 +313,13 @@ class ExecutorSession(_SyncSession):
                 **extra,
             )
         elif self.lib == "loky":
-            import loky
+            loky: Any = importlib.import_module("loky")  # untyped
 
             self._make = lambda: loky.ProcessPoolExecutor(
                 max_workers=workers, initializer=initializer
             )
         elif self.lib == "pebble":
-            import pebble
+            pebble: Any = importlib.import_module("pebble")
 
             self._make = lambda: pebble.ProcessPool(
                 max_workers=workers,
@@ -327,6 +333,7 @@ class ExecutorSession(_SyncSession):
 
     def start(self) -> None:
         self.executor = self._make()
+        self._start_call: Callable[[Callable[..., Any], Sequence[Any]], Any]
         if self.lib == "pebble":
             schedule = self.executor.schedule
             self._start_call = lambda f, args: schedule(f, args=args)
@@ -334,12 +341,15 @@ class ExecutorSession(_SyncSession):
             submit = self.executor.submit
             self._start_call = lambda f, args: submit(f, *args)
 
-    def _submit(self, function: Callable[..., Any], args: Sequence[Any], done: Done):
+    def _submit(
+        self, function: Callable[..., Any], args: Sequence[Any], done: Done
+    ) -> None:
         def finished(future: Any) -> None:
             error = future.exception()
             done(None if error is not None else future.result(), error)
 
-        self._start_call(function, args).add_done_callback(finished)
+        future: Any = self._start_call(function, args)
+        future.add_done_callback(finished)
 
     def close(self, timeout: float = 60.0) -> None:
         executor = self.executor
@@ -373,8 +383,9 @@ class ApplySession(_SyncSession):
         self.pids = set()
         self.module = _tasks_module()
         initializer = _initializer(numpy)
+        self._make: Callable[[], Any]
         if contender.options["lib"] == "billiard":
-            import billiard
+            billiard: Any = importlib.import_module("billiard")  # untyped
 
             self._make = lambda: billiard.Pool(
                 workers, initializer=initializer, maxtasksperchild=max_tasks
@@ -389,7 +400,9 @@ class ApplySession(_SyncSession):
     def start(self) -> None:
         self.pool = self._make()
 
-    def _submit(self, function: Callable[..., Any], args: Sequence[Any], done: Done):
+    def _submit(
+        self, function: Callable[..., Any], args: Sequence[Any], done: Done
+    ) -> None:
         self.pool.apply_async(
             function,
             tuple(args),
@@ -424,14 +437,19 @@ class RawPipeSession(Session):
         self.numpy = numpy
         self.pids = set()
         self._factory = RawPipeWorkers
-        self.children: Any = None
+        self.children: RawPipeWorkers | None = None
+
+    def _started(self) -> RawPipeWorkers:
+        if self.children is None:
+            raise RuntimeError("start() first")
+        return self.children
 
     def start(self) -> None:
         self.children = self._factory(self.workers, numpy=self.numpy)
 
     def ready(self, timeout: float) -> tuple[float, set[int]]:
         # Each child gets exactly one call: no hold is needed to spread them.
-        self.pids = set(self.children.call_each("pid", 0.0))
+        self.pids = set(self._started().call_each("pid", 0.0))
         return time.perf_counter(), self.pids
 
     def closed_loop(
@@ -440,10 +458,10 @@ class RawPipeSession(Session):
         if self.contender.options.get("mode") == "blocking" or inflight == 1:
             if inflight != 1:
                 raise ValueError("raw-pipe(blocking) keeps one call in flight")
-            return self.children.closed_loop_blocking(
+            return self._started().closed_loop_blocking(
                 task.name, task.args, task.check, calls
             )
-        return self.children.closed_loop_pipelined(
+        return self._started().closed_loop_pipelined(
             task.name, task.args, task.check, calls, inflight, timeout
         )
 
@@ -467,9 +485,7 @@ def make_session(
     *max_tasks*: recycle each worker after that many calls.
     """
     if contender.options.get("preload_numpy"):
-        import numpy  # the parent preloads; the children inherit it
-
-        assert numpy.__version__
+        importlib.import_module("numpy")  # the parent preloads; children inherit it
     elif "numpy" in sys.modules:
         raise RuntimeError(
             "this job imported numpy: its forked workers would inherit it"

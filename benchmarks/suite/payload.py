@@ -71,6 +71,11 @@ def payload(size: int) -> bytes:
     return (pattern * (size // 256 + 1))[:size]
 
 
+def echo_task(data: bytes) -> Task:
+    """Echo *data*; the reply must equal it, byte for byte."""
+    return Task("echo", lambda i: (data,), lambda i, result: result == data)
+
+
 def run_job(
     contender: Contender, params: dict[str, Any], settings: Settings
 ) -> list[Record]:
@@ -78,7 +83,7 @@ def run_job(
     with opened(contender, 1) as session:
         for size in params["sizes"]:
             data = payload(size)
-            task = Task("echo", lambda i, d=data: (d,), lambda i, r, d=data: r == d)
+            task = echo_task(data)
             calls = calls_for(size, settings)
             session.closed_loop(task, 2, 1)
             timing = session.closed_loop(task, calls, 1)

@@ -162,7 +162,7 @@ def run_job(
 def _best_rows(
     records: Sequence[Record], section: str, workers: int
 ) -> list[tuple[Contender, Record | None]]:
-    rows = []
+    rows: list[tuple[Contender, Record | None]] = []
     for contender in CONTENDERS:
         mine = find(records, section, contender.label, workers=workers)
         if not mine:
@@ -242,8 +242,8 @@ def throughput_summary(records: Sequence[Record], settings: Settings) -> list[st
 
     ours = rate_of(REFERENCE)
     if ours is None:
-        return [f"(no {REFERENCE} row at {workers} workers)"]
-    where = f"{workers} workers, in-flight {HIGH_INFLIGHT}"
+        return [f"(no {REFERENCE} row at workers={workers})"]
+    where = f"workers={workers}, in-flight {HIGH_INFLIGHT}"
     lines = [f"at {where}: {REFERENCE} {_report.rate(ours)} req/s"]
     top = best([r for r in rows if _is_peer(r.contender)], "req_per_s")
     others = [
@@ -274,9 +274,9 @@ def latency_summary(records: Sequence[Record], settings: Settings) -> list[str]:
 
     ours = p50_of(REFERENCE)
     if ours is None:
-        return [f"(no {REFERENCE} row at {workers} workers)"]
+        return [f"(no {REFERENCE} row at workers={workers})"]
     lines = [
-        f"p50 at {workers} workers, in-flight 1: {REFERENCE} {_report.ms(ours)} ms"
+        f"p50 at workers={workers}, in-flight 1: {REFERENCE} {_report.ms(ours)} ms"
     ]
     peers = {r.contender: p50_of(r.contender) for r in rows if _is_peer(r.contender)}
     known = {k: v for k, v in peers.items() if v is not None}

@@ -17,6 +17,11 @@ module imports it (``NumpyBenchAdapter``), the peers' initializer does (from
 before the clock started: what forking a preloaded parent buys. Each job runs
 in a fresh process, so nobody else's parent has NumPy.
 
+Rounds: the best of ``--rounds`` below 32 workers, one round from 32 up (a start
+takes seconds there). With numpy, the peers that start every worker as a new
+interpreter (PPE(spawn), loky, anyio.to_process, raw-pipe) stop at 100 workers
+(``--spawn-cap``): 250 of them take about a minute each on 2 cores.
+
 After each pool closes, every worker must be gone (checked with psutil).
 """
 
@@ -50,10 +55,11 @@ NAME = "startup"
 SECTIONS = ("startup",)
 DESCRIPTIONS = {
     "startup": "Seconds from nothing to N ready workers (each has answered one "
-    "call), best round (one round from 100 workers up); x/snakepit = the row's "
+    "call), best round (one round from 32 workers up); x/snakepit = the row's "
     "time over snakepit's (above 1: snakepit is ready sooner). With numpy: every "
     "worker imports numpy first; PPE(fork,numpy preloaded) forks a parent that "
-    "already has it.",
+    "already has it. Interpreter-per-worker peers with numpy stop at --spawn-cap "
+    "(100) workers.",
 }
 #: Peers that start every worker as a new interpreter: what ``--spawn-cap`` caps.
 FRESH_INTERPRETERS = {PPE_SPAWN.key, LOKY.key, ANYIO_TO_PROCESS.key, RAW_PIPE.key}

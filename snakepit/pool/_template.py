@@ -168,7 +168,7 @@ class Template:
                     tg.cancel_scope.cancel()
             finally:
                 self._tg = None
-                await self._stop()
+                self._current = None  # its reader task ended it
 
     def close(self) -> None:
         """Let :meth:`run` stop the template (every worker has exited)."""
@@ -246,8 +246,8 @@ class Template:
     async def _ensure(self) -> _Instance:
         async with self._lock:
             instance = self._current
-            if instance is None or instance.dead:
-                instance = self._current = await self._start()
+            if instance is None or instance.dead or instance.failure is not None:
+                instance = await self._start()
             return instance
 
     async def _start(self) -> _Instance:
@@ -278,17 +278,20 @@ class Template:
                 start_new_session=True,
                 pass_fds=(child.fileno(),),
             )
-        except OSError as exc:
+        except BaseException as exc:
             parent.close()
-            raise WorkerStartError(
-                f"pool {self._config.name!r}: could not start the template "
-                f"({argv[0]}): {exc}"
-            ) from exc
+            if isinstance(exc, OSError):
+                raise WorkerStartError(
+                    f"pool {self._config.name!r}: could not start the template "
+                    f"({argv[0]}): {exc}"
+                ) from exc
+            raise
         finally:
             child.close()
         parent.setblocking(False)
         self.starts += 1
-        instance = _Instance(process=process, sock=parent)
+        # From here on its reader task owns it: it reaps it whatever happens.
+        instance = self._current = _Instance(process=process, sock=parent)
         self._tg.start_soon(self._read, instance)
         self._tg.start_soon(self._drain_stderr, instance)
         with anyio.move_on_after(self._config.startup_timeout):
@@ -323,9 +326,13 @@ class Template:
                     break
                 self._on_message(instance, msgpack.unpackb(data, raw=False))
         finally:
-            self._on_death(instance)
+            self._on_death(instance)  # closes the socket: the template exits
             with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(_EXIT_GRACE):
+                    await instance.process.wait()
+                self._kill(instance)
                 await instance.process.wait()
+                await instance.process.aclose()
 
     def _on_message(self, instance: _Instance, message: dict[str, Any]) -> None:
         op = message.get("op")
@@ -403,21 +410,6 @@ class Template:
                 os.killpg(instance.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-
-    async def _stop(self) -> None:
-        """Close the socket (the template exits on end of file), then reap it."""
-        instance, self._current = self._current, None
-        if instance is None:
-            return
-        if not instance.dead:
-            anyio.notify_closing(instance.sock)
-            instance.sock.close()
-            instance.dead = True
-        with anyio.move_on_after(_EXIT_GRACE):
-            await instance.process.wait()
-        self._kill(instance)
-        await instance.process.wait()
-        await instance.process.aclose()
 
 
 async def _send(sock: socket.socket, message: bytes, fds: Sequence[int]) -> None:

@@ -250,8 +250,11 @@ async def test_queued_calls_fail_with_pool_closed_on_shutdown() -> None:
 
 
 async def test_bad_adapter_fails_fast_with_the_stderr_tail() -> None:
+    # spawned workers exit with code 3 (the template's case: test_template.py)
     with anyio.fail_after(60), pytest.raises(PoolUnavailable) as info:
-        async with open_pool(adapter="no_such_module_here:Adapter", size=2):
+        async with open_pool(
+            adapter="no_such_module_here:Adapter", size=2, start_method="spawn"
+        ):
             pass
     message = str(info.value)
     assert "no_such_module_here" in message

@@ -1,0 +1,190 @@
+"""The peer suite (``python -m benchmarks``) runs end to end with tiny numbers.
+
+One subprocess runs a small selection with ``--quick``; its JSON must hold
+positive measurements for snakepit and the raw-pipe baseline, a peer that is not
+installed must be reported as skipped (CI has no loky), and nothing the suite
+started may survive it. The suite's building blocks get a few direct tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from benchmarks.suite._contenders import all_contenders, select, split_names
+from benchmarks.suite._drivers import CheckFailed, closed_loop_sync
+from benchmarks.suite._frames import FrameReader, encode, write_all
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _processes_marked(marker: str) -> list[psutil.Process]:
+    """Live processes whose environment carries *marker* (every descendant of the
+    suite inherits it, whoever re-parented them)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if (
+                proc.environ().get("SNAKEPIT_BENCH_SMOKE") == marker
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def test_quick_suite_measures_snakepit_and_the_raw_pipe(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    env = dict(os.environ, SNAKEPIT_BENCH_SMOKE=marker)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), env.get("PYTHONPATH")) if p
+    )
+    out = tmp_path / "suite.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--sections",
+            "throughput,latency,startup,memory,payload",
+            "--contenders",
+            "snakepit(process),raw-pipe,loky",
+            "--workers",
+            "1",
+            "--calls",
+            "100",
+            "--warmup",
+            "10",
+            "--startup-workers",
+            "2",
+            "--memory-workers",
+            "2",
+            "--payload-sizes",
+            "1k,64k",
+            "--no-numpy",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        for heading in ("## throughput", "## latency", "## startup", "## memory"):
+            assert heading in proc.stdout, proc.stdout
+        assert "command:  python -m benchmarks --quick" in proc.stdout
+        assert "cpus:" in proc.stdout
+
+        records: list[dict[str, Any]] = json.loads(out.read_text())
+        assert records[0]["section"] == "run"
+        rows = records[1:]
+        failed = [r for r in rows if r["status"] == "failed"]
+        assert not failed, failed
+        for row in rows:
+            assert set(row) >= {"section", "contender", "params", "metrics"}
+            assert not row["metrics"].get("leaked_processes"), row
+
+        def ok(section: str, prefix: str) -> list[dict[str, Any]]:
+            return [
+                r
+                for r in rows
+                if r["section"] == section
+                and r["contender"].startswith(prefix)
+                and r["status"] == "ok"
+            ]
+
+        for section, metric in (
+            ("throughput", "req_per_s"),
+            ("latency", "p50_ms"),
+            ("startup", "seconds"),
+            ("memory", "uss_per_worker"),
+            ("payload", "mb_per_s"),
+        ):
+            for prefix in ("snakepit(process", "raw-pipe"):
+                found = ok(section, prefix)
+                assert found, (section, prefix, rows)
+                assert all(r["metrics"][metric] > 0 for r in found), found
+
+        loky = [r for r in rows if r["contender"] == "loky"]
+        assert loky
+        try:
+            import loky as _loky  # noqa: F401
+        except ImportError:
+            assert all(r["status"] == "skipped" for r in loky), loky
+            assert all("not installed" in r["error"] for r in loky), loky
+        else:
+            assert all(r["status"] == "ok" for r in loky), loky
+    finally:
+        left = _processes_marked(marker)
+        for leftover in left:
+            leftover.kill()
+        psutil.wait_procs(left, timeout=5)
+    assert not left, [p.pid for p in left]
+
+
+def test_contender_names_split_outside_parentheses() -> None:
+    assert split_names("snakepit(process,spawn), loky,,PPE(fork)") == [
+        "snakepit(process,spawn)",
+        "loky",
+        "PPE(fork)",
+    ]
+    chosen = {c.label for c in select(all_contenders(), ["raw-pipe", "ppe-fork"])}
+    assert chosen == {
+        "raw-pipe(blocking)",
+        "raw-pipe(pipelined)",
+        "raw-pipe",
+        "PPE(fork)",
+    }
+
+
+def test_frames_round_trip_small_and_large() -> None:
+    read_fd, write_fd = os.pipe()
+    big = bytes(range(256)) * 4096  # 1 MiB: read in place, over several reads
+    sent = [["add", [1, 2]], b"", big, {"k": [1, 2.5, None]}]
+
+    def writer() -> None:
+        parts: list[bytes] = []
+        for obj in sent:
+            parts += encode(obj)
+        write_all(write_fd, parts)
+        os.close(write_fd)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    reader = FrameReader(read_fd)
+    received: list[Any] = []
+    try:
+        while (found := reader.read()) is not None:
+            received += found
+    finally:
+        thread.join(10)
+        os.close(read_fd)
+    assert received == sent
+
+
+def test_a_wrong_result_fails_the_closed_loop() -> None:
+    def submit(i: int, done: Any) -> None:
+        done(i + (i == 3), None)  # call 3 answers wrongly
+
+    with pytest.raises(CheckFailed, match="call 3 returned a wrong result: 4"):
+        closed_loop_sync(submit, lambda i, r: r == i, calls=10, inflight=2, timeout=10)
+    timing = closed_loop_sync(
+        lambda i, done: done(i, None), lambda i, r: r == i, 10, 2, 10
+    )
+    assert (timing.calls, timing.inflight) == (10, 2)
+    assert timing.p50_ms <= timing.p99_ms <= timing.max_ms
