@@ -1134,8 +1134,15 @@ class RunRegistry:
         self._enabled = False
 
     async def add_worker(self, worker_id: str, pool: str, pid: int) -> None:
-        """Record a just-spawned worker (our unreaped child, so *pid* is it) and
-        write the file. Never raises for a disk problem."""
+        """Record a just-spawned worker and write the file. Never raises for a
+        disk problem."""
+        self.note_worker(worker_id, pool, pid)
+        await self.flush()
+
+    def note_worker(self, worker_id: str, pool: str, pid: int) -> None:
+        """Record a just-started worker (unreaped, so *pid* is it) for the next
+        write (:meth:`flush`). Cleanup does not depend on that write: a worker
+        carries the run id, which was on disk before it started."""
         cmdline: Sequence[str] = ()
         create_time: float | None = None
         try:
@@ -1157,7 +1164,7 @@ class RunRegistry:
             create_time=create_time,
             fingerprint=_fingerprint(cmdline) if cmdline else None,
         )
-        await self.flush()
+        self._dirty = True
 
     def remove_worker(self, worker_id: str) -> None:
         """Forget an exited worker; the next write (or the final removal) drops

@@ -77,6 +77,13 @@ SNAKEPIT_PROCESS = Contender(
     kind=SNAKEPIT,
     options={"profile": "process"},
 )
+SNAKEPIT_PIPELINED = Contender(
+    key="snakepit-process-pipelined",
+    label="snakepit(process,depth 4)",
+    family="snakepit",
+    kind=SNAKEPIT,
+    options={"profile": "process", "pipeline_depth": 4},
+)
 SNAKEPIT_THREAD = Contender(
     key="snakepit-thread",
     label="snakepit(thread)",
@@ -222,6 +229,7 @@ def all_contenders() -> list[Contender]:
     """Every contender any section may run (for ``--contenders`` checking)."""
     return [
         SNAKEPIT_PROCESS,
+        SNAKEPIT_PIPELINED,
         SNAKEPIT_THREAD,
         *snakepit_by_start_method(),
         PPE_FORK,

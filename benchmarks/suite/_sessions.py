@@ -184,7 +184,11 @@ class SnakepitSession(_PortalSession):
             "max_queue_size": 10_000,
             "queue_timeout": 300.0,
             "startup_timeout": 300.0,
+            # Like the peers, start every worker at once (the default is 8).
+            "startup_batch_size": workers,
         }
+        if contender.options.get("pipeline_depth") is not None:
+            options["pipeline_depth"] = contender.options["pipeline_depth"]
         if contender.options.get("start_method") is not None:
             options["start_method"] = contender.options["start_method"]
         if max_requests is not None:

@@ -31,6 +31,7 @@ from benchmarks.suite._contenders import (
     RAW_BLOCKING,
     RAW_PIPELINED,
     SNAKEPIT,
+    SNAKEPIT_PIPELINED,
     SNAKEPIT_PROCESS,
     SNAKEPIT_THREAD,
     Contender,
@@ -44,6 +45,7 @@ SECTIONS = ("throughput", "latency")
 HIGH_INFLIGHT = 64
 CONTENDERS = (
     SNAKEPIT_PROCESS,
+    SNAKEPIT_PIPELINED,
     SNAKEPIT_THREAD,
     PPE_FORK,
     PPE_SPAWN,
@@ -59,7 +61,8 @@ CONTENDERS = (
 DESCRIPTIONS = {
     "throughput": "Small calls, add(i, i + 1), 64 in flight: req/s and latency, best "
     "round; snakepit/x = snakepit(process)'s req/s over the row's (same workers; "
-    "above 1: snakepit is faster). snakepit(thread): N processes x 2 threads.",
+    "above 1: snakepit is faster). snakepit(process,depth 4): pipeline_depth=4. "
+    "snakepit(thread): N processes x 2 threads.",
     "latency": "Small calls, add(i, i + 1), 1 in flight (submit, wait, repeat): "
     "latency and req/s, best round; snakepit/x as above.",
 }
@@ -240,11 +243,7 @@ def throughput_summary(records: Sequence[Record], settings: Settings) -> list[st
         found = best([r for r in rows if r.contender == label], "req_per_s")
         return found.metrics["req_per_s"] if found else None
 
-    ours = rate_of(REFERENCE)
-    if ours is None:
-        return [f"(no {REFERENCE} row at workers={workers})"]
     where = f"workers={workers}, in-flight {HIGH_INFLIGHT}"
-    lines = [f"at {where}: {REFERENCE} {_report.rate(ours)} req/s"]
     top = best([r for r in rows if _is_peer(r.contender)], "req_per_s")
     others = [
         ("ProcessPoolExecutor(fork)", rate_of(PPE_FORK.label)),
@@ -254,11 +253,19 @@ def throughput_summary(records: Sequence[Record], settings: Settings) -> list[st
         ),
         (RAW_PIPELINED.label, rate_of(RAW_PIPELINED.label)),
     ]
-    for name, rate in others:
-        if rate is not None:
-            lines.append(
-                f"snakepit vs {name}: {ours / rate:.2f}x ({_report.rate(rate)} req/s)"
-            )
+    lines = []
+    for label in (REFERENCE, SNAKEPIT_PIPELINED.label):
+        ours = rate_of(label)
+        if ours is None:
+            lines.append(f"(no {label} row at workers={workers})")
+            continue
+        lines.append(f"at {where}: {label} {_report.rate(ours)} req/s")
+        for name, rate in others:
+            if rate is not None:
+                lines.append(
+                    f"  {label} vs {name}: {ours / rate:.2f}x "
+                    f"({_report.rate(rate)} req/s)"
+                )
     return lines
 
 

@@ -260,7 +260,8 @@ class WorkerProcess:
             tg.start_soon(self._io, io_scope)
             try:
                 if registry is not None:
-                    await registry.add_worker(self.id, self.config.name, process.pid)
+                    registry.note_worker(self.id, self.config.name, process.pid)
+                    tg.start_soon(registry.flush)  # coalesced, off the start path
                 try:
                     await self._handshake(process, begin)
                 except WorkerStartError as exc:
