@@ -1141,8 +1141,7 @@ class RunRegistry:
 
     def note_worker(self, worker_id: str, pool: str, pid: int) -> None:
         """Record a just-started worker (unreaped, so *pid* is it) for the next
-        write (:meth:`flush`). Cleanup does not depend on that write: a worker
-        carries the run id, which was on disk before it started."""
+        write (:meth:`flush`)."""
         cmdline: Sequence[str] = ()
         create_time: float | None = None
         try:

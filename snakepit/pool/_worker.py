@@ -260,8 +260,7 @@ class WorkerProcess:
             tg.start_soon(self._io, io_scope)
             try:
                 if registry is not None:
-                    registry.note_worker(self.id, self.config.name, process.pid)
-                    tg.start_soon(registry.flush)  # coalesced, off the start path
+                    await registry.add_worker(self.id, self.config.name, process.pid)
                 try:
                     await self._handshake(process, begin)
                 except WorkerStartError as exc:
