@@ -43,6 +43,7 @@ __all__ = (
     "command",
     "serialized",
     "current_session_id",
+    "call_metadata",
     "ThreadSafetyError",
     "ThreadSafetyWarning",
 )
@@ -68,6 +69,22 @@ def current_session_id() -> str | None:
     .. versionadded:: 0.1
     """
     return getattr(_call_context, "session_id", None)
+
+
+_NO_METADATA: Mapping[str, str] = MappingProxyType({})
+
+
+def call_metadata() -> Mapping[str, str]:
+    """Return the metadata of the call this thread is running (read-only).
+
+    The parent attaches it to a call (for example the trace context of
+    ``snakepit.tracing``); it is empty outside a call, for calls without any, and
+    in threads the command starts itself.
+
+    .. versionadded:: 0.1
+    """
+    meta = getattr(_call_context, "meta", None)
+    return _NO_METADATA if meta is None else MappingProxyType(meta)
 
 
 class ThreadSafetyError(RuntimeError):

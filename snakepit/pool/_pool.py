@@ -24,6 +24,7 @@ import attrs
 from anyio.abc import TaskStatus
 
 from snakepit import telemetry
+from snakepit._callmeta import collect
 from snakepit._registry import (
     RunRegistry,
     open_run,
@@ -704,7 +705,7 @@ class Pool:
                 # A plain dict is encoded as it is: no copy per call.
                 payload = args if type(args) is dict else dict(args or {})
                 frame = encode_frame(
-                    Call(req_id, command, payload, session_id, None),
+                    Call(req_id, command, payload, session_id, None, collect()),
                     self.config.max_frame_bytes,
                 )
                 for attempt in range(_MAX_REDISPATCH):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from snakepit import telemetry
+from snakepit._callmeta import collect
 from snakepit.protocol import Call, encode_frame
 
 from ._worker import StreamFailure, WorkerProcess
@@ -44,7 +45,7 @@ class ChunkStream:
         self._req_id = pool._next_id()
         # Encode now: unencodable arguments fail at the call, before dispatch.
         self._frame = encode_frame(
-            Call(self._req_id, command, args, session_id, None),
+            Call(self._req_id, command, args, session_id, None, collect()),
             pool.config.max_frame_bytes,
         )
         self._timeout = timeout

@@ -26,7 +26,7 @@ from typing import NamedTuple, TypeAlias
 
 from snakepit.exceptions import ProtocolError, ProtocolVersionMismatch
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 """The wire protocol version, checked by the parent against :attr:`Hello.version`.
 
 .. versionadded:: 0.1
@@ -114,6 +114,9 @@ class Call(NamedTuple):
         args: keyword arguments for the command.
         session_id: the session the call belongs to, if any.
         deadline: informational absolute deadline (parent's clock), or ``None``.
+        meta: string metadata that travels with the call (a trace context, say),
+            read in the worker with :func:`snakepit.adapter.call_metadata`, or
+            ``None``.
 
     .. versionadded:: 0.1
     """
@@ -123,6 +126,7 @@ class Call(NamedTuple):
     args: dict[str, object]
     session_id: str | None = None
     deadline: float | None = None
+    meta: dict[str, str] | None = None
 
 
 class Reply(NamedTuple):

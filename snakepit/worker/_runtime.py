@@ -111,7 +111,10 @@ class _Stream:
 
 
 # call id, command, arguments, stream state (None: not a stream), session id
-_Job = tuple[int, Command, dict[str, object], _Stream | None, str | None]
+# ..., session id, metadata
+_Job = tuple[
+    int, Command, dict[str, object], _Stream | None, str | None, dict[str, str] | None
+]
 
 
 # --- Serving ---
@@ -275,8 +278,8 @@ class Runtime:
                     )
 
     def _accept(self, call: Call) -> None:
-        call_id, name, args, session_id, deadline = call
-        problem = _malformed(name, args, session_id, deadline)
+        call_id, name, args, session_id, deadline, meta = call
+        problem = _malformed(name, args, session_id, deadline, meta)
         if problem is not None:
             self._send_error(call_id, ErrorKind.DECODE.value, "TypeError", problem)
             return
@@ -308,7 +311,7 @@ class Runtime:
                 self._streams[call_id] = stream
             else:
                 self._waiting.add(call_id)
-        self._queue.put((call_id, command, args, stream, session_id))
+        self._queue.put((call_id, command, args, stream, session_id, meta))
 
     def _pong(self, ping: Ping) -> None:
         with self._state_lock:
@@ -344,12 +347,12 @@ class Runtime:
                 job = get()
                 if job is None:
                     return
-                call_id, command, args, stream, context.session_id = job
+                call_id, command, args, stream, context.session_id, context.meta = job
                 if stream is None:
                     frame = self._start_call(call_id, command, args)
                 else:
                     frame = self._run_stream(call_id, command, args, stream)
-                context.session_id = None
+                context.session_id = context.meta = None
                 del job, args
                 self._write_or_exit(frame)
         except BaseException as exc:
@@ -499,7 +502,7 @@ def _close(items: Iterator[object]) -> None:
 
 
 def _malformed(
-    name: object, args: object, session_id: object, deadline: object
+    name: object, args: object, session_id: object, deadline: object, meta: object
 ) -> str | None:
     """Say what is wrong with a call's fields, or return None."""
     if type(name) is not str:
@@ -510,4 +513,9 @@ def _malformed(
         return f"Call.session_id must be a str or nil, got {type(session_id).__name__}"
     if deadline is not None and type(deadline) not in (int, float):
         return f"Call.deadline must be a number or nil, got {type(deadline).__name__}"
+    if meta is not None and (
+        type(meta) is not dict
+        or not all(type(k) is str and type(v) is str for k, v in meta.items())
+    ):
+        return "Call.meta must be a map of strings to strings, or nil"
     return None

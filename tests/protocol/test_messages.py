@@ -213,8 +213,8 @@ def test_a_hello_of_another_version_is_a_version_mismatch() -> None:
 
 def test_call_fields_other_than_id_are_left_to_the_worker() -> None:
     # The worker answers a malformed call with an Error of kind "decode".
-    decoded = decode_body(body_of(Tag.CALL, 1, 5, [1], 2, "soon"))
-    assert decoded == Call(1, 5, [1], 2, "soon")  # type: ignore[arg-type]
+    decoded = decode_body(body_of(Tag.CALL, 1, 5, [1], 2, "soon", 3))
+    assert decoded == Call(1, 5, [1], 2, "soon", 3)  # type: ignore[arg-type]
 
 
 @given(st.integers(min_value=1, max_value=200).filter(lambda t: t not in set(Tag)))

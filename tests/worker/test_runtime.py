@@ -263,6 +263,19 @@ def test_a_command_sees_the_session_of_its_call(worker: Driver) -> None:
     assert worker.recv() == Reply(4, None)
 
 
+def test_a_command_sees_the_metadata_of_its_call(worker: Driver) -> None:
+    meta = {"traceparent": "00-abc-def-01"}
+    worker.send(Call(1, "metadata", {}, meta=meta))
+    assert worker.recv() == Reply(1, meta)
+    worker.send(Call(2, "metadata", {}))  # none, and nothing left from the last
+    assert worker.recv() == Reply(2, {})
+    worker.send(Call(3, "metadata", {}, meta={"n": 1}))  # type: ignore[dict-item]
+    reply = worker.recv()
+    assert isinstance(reply, Error)
+    assert reply.kind == ErrorKind.DECODE.value
+    assert "Call.meta" in reply.message
+
+
 def test_protocol_fds_are_not_inheritable(worker: Driver) -> None:
     argv = worker.proc.args
     assert isinstance(argv, list)

@@ -14,7 +14,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from snakepit.adapter import Adapter, ThreadSafeAdapter, command, current_session_id
+from snakepit.adapter import (
+    Adapter,
+    ThreadSafeAdapter,
+    call_metadata,
+    command,
+    current_session_id,
+)
 
 _WAIT_TIMEOUT = 30.0
 
@@ -99,6 +105,10 @@ class BasicAdapter(Adapter):
     @command
     def session(self) -> str | None:
         return current_session_id()
+
+    @command
+    def metadata(self) -> dict[str, str]:
+        return dict(call_metadata())
 
     @command
     def session_stream(self) -> Iterator[str | None]:
