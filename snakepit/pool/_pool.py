@@ -92,8 +92,6 @@ class _Waiter:
     error: BaseException | None = None
     gone: bool = False
     queued_at: float = 0.0
-    #: When the call was sent (the request timeout runs from there).
-    sent_at: float = 0.0
 
 
 class _PoolSupervisor(Supervisor):
@@ -401,15 +399,17 @@ class Pool:
                 self._take(worker, session_id)
                 span.set_metadata(worker_id=worker.id)
                 return await worker.call(req_id, command, frame, limit)
+        if limit != math.inf:
+            # The call's own timeout runs from when it is sent, so its caller
+            # must wake up then: take a worker, then call.
+            worker = await self._acquire(session_id, command)
+            span.set_metadata(worker_id=worker.id)
+            return await worker.call(req_id, command, frame, limit)
         pending = Pending(command)
         waiter = _Waiter(session_id, command, pending.event, (req_id, frame, pending))
         self._enqueue(waiter)
         try:
-            if limit == math.inf:
-                await pending.event.wait()  # the queue's bound: _expire_queue
-            else:  # wake up in time to bound the call once it is sent
-                with anyio.move_on_after(self.config.queue_timeout):
-                    await pending.event.wait()
+            await pending.event.wait()  # bounded: see _expire_queue
         except BaseException:
             if waiter.worker is None:
                 self._leave_queue(waiter)
@@ -423,10 +423,7 @@ class Pool:
                 raise waiter.error
             raise self._queue_timed_out(waiter)
         span.set_metadata(worker_id=worker.id)
-        if pending.event.is_set():
-            return worker.outcome(pending)
-        left = limit - (anyio.current_time() - waiter.sent_at)
-        return await worker.wait(req_id, pending, max(left, 0.0), limit)
+        return worker.outcome(pending)
 
     def _enqueue(self, waiter: _Waiter) -> None:
         """Queue *waiter*, or raise PoolSaturated if the queue is full."""
@@ -644,7 +641,6 @@ class Pool:
                 waiter.event.set()  # a stream: it sends for itself
                 continue
             req_id, frame, pending = waiter.call
-            waiter.sent_at = anyio.current_time()
             try:
                 worker.submit(req_id, pending, frame)
             except WorkerCrashed as exc:  # its pipe broke: it is being replaced

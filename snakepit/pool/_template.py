@@ -124,6 +124,8 @@ class _Instance:
     stderr_tail: list[str] = attrs.Factory(list)
     forks: dict[int, _Fork] = attrs.Factory(dict)
     children: dict[int, TemplateChild] = attrs.Factory(dict)
+    #: Children forked for a start that was given up on (see ``_disown``).
+    disowned: set[int] = attrs.Factory(set)
 
 
 class Template:
@@ -230,16 +232,10 @@ class Template:
     def reap(self, pid: int) -> None:
         """Let the template reap *pid*, whose exit the pool has dealt with."""
         instance = self._current
-        if (
-            instance is None
-            or instance.dead
-            or instance.children.pop(pid, None) is None
-        ):
+        if instance is None or instance.dead:
             return
-        try:
-            instance.sock.send(msgpack.packb({"op": "reap", "pid": pid}))
-        except OSError:
-            pass  # it is going away: its zombies go to init with it
+        if instance.children.pop(pid, None) is not None:
+            _send_reap(instance, pid)
 
     # --- The template process ---
 
@@ -337,12 +333,18 @@ class Template:
     def _on_message(self, instance: _Instance, message: dict[str, Any]) -> None:
         op = message.get("op")
         if op == "exited":
-            child = instance.children.get(message["pid"])
+            pid = message["pid"]
+            child = instance.children.get(pid)
             if child is not None:
                 child.set_exited(message["status"])
+            elif pid in instance.disowned:
+                instance.disowned.discard(pid)
+                _send_reap(instance, pid)
         elif op in ("forked", "fork_failed"):
             pending = instance.forks.pop(message["token"], None)
             if pending is None:
+                if op == "forked":  # its starter gave up (cancelled): end it
+                    self._disown(instance, message["pid"])
                 return
             if op == "forked":
                 pid = message["pid"]
@@ -366,6 +368,15 @@ class Template:
         elif op == "failed":
             instance.failure = str(message.get("error", ""))
             instance.ready.set()
+
+    def _disown(self, instance: _Instance, pid: int) -> None:
+        """Kill a child nobody waits for; the template reaps it once it exits.
+        (Unreaped until then, so its process group id cannot be reused.)"""
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        instance.disowned.add(pid)
 
     def _on_death(self, instance: _Instance) -> None:
         """The template is gone: so are its children (their parent-death signal)."""
@@ -410,6 +421,13 @@ class Template:
                 os.killpg(instance.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+def _send_reap(instance: _Instance, pid: int) -> None:
+    try:
+        instance.sock.send(msgpack.packb({"op": "reap", "pid": pid}))
+    except OSError:
+        pass  # it is going away: its zombies go to init with it
 
 
 async def _send(sock: socket.socket, message: bytes, fds: Sequence[int]) -> None:

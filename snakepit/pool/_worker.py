@@ -728,11 +728,8 @@ class WorkerProcess:
             self._pending.pop(req_id, None)
             raise
 
-    async def wait(
-        self, req_id: int, pending: Pending, timeout: float, limit: float | None = None
-    ) -> Any:
-        """Wait up to *timeout* seconds for the outcome of submitted call *req_id*
-        (what is left of its *limit*, if it was sent late).
+    async def wait(self, req_id: int, pending: Pending, timeout: float) -> Any:
+        """Wait up to *timeout* seconds for the outcome of submitted call *req_id*.
 
         Raises:
             RequestTimeout: no outcome in time; the call was abandoned.
@@ -752,7 +749,7 @@ class WorkerProcess:
             self.abandon(req_id, "timeout")
             raise RequestTimeout(
                 f"pool {self.config.name!r}: {pending.command!r} on worker {self.id} "
-                f"ran past its timeout of {timeout if limit is None else limit}s"
+                f"ran past its timeout of {timeout}s"
             )
         return self.outcome(pending)
 

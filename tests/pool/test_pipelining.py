@@ -109,3 +109,18 @@ async def test_giving_up_on_a_call_behind_a_long_one_spares_the_worker(
             assert (reply["request_id"], reply["pid"]) == (7, pid)
             assert pool.get_stats()["load"] == 0
     assert events.named(RESTARTED) == []
+
+
+async def test_a_queued_call_with_a_timeout_is_bounded_from_when_it_is_sent() -> None:
+    # queue_timeout is long: if the call's own timeout were only checked once the
+    # queue's ran out, fail_after would fire first
+    with anyio.fail_after(10), capture_events() as events:
+        async with open_pool(adapter=CHAOS, size=1, queue_timeout=60) as pool:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pool.execute, "sleep", {"seconds": 0.5})
+                await anyio.wait_all_tasks_blocked()
+                assert pool.get_stats()["load"] == 1
+                with pytest.raises(RequestTimeout):
+                    await pool.execute("hang", timeout=0.2)  # queued, then sent
+            await events.wait_for(RESTARTED)  # the process worker was replaced
+            assert (await pool.execute("echo", {"request_id": 3}))["request_id"] == 3
