@@ -2,13 +2,21 @@
 
 - ``snakepit demo``: a guided run on the showcase adapter; no arguments needed.
 - ``snakepit run CONFIG``: start the pools of a TOML file and serve until Ctrl-C or
-  SIGTERM, printing readiness and stats.
+  SIGTERM, printing readiness and stats; ``--metrics-port N`` serves Prometheus
+  metrics (``snakepit.metrics``).
 - ``snakepit doctor [--python EXE] [--config PATH] [--json]``: check worker
   interpreters (version, free-threading, GIL, installed libraries); exits 1 when
   workers could not start.
 - ``snakepit cleanup [--data-dir DIR] [--instance NAME | --all-instances]
   [--config PATH] [--dry-run] [--json]``: kill what dead runs left behind (orphaned
   workers and their children) and report it; live runs are never touched.
+- ``snakepit new-adapter NAME [--dir DIR]``: write a documented adapter skeleton
+  ``NAME.py`` and its passing tests ``test_NAME.py``; never overwrites (exit 2).
+- ``snakepit stats [CONFIG] [--socket PATH] [--json]`` and ``snakepit top [CONFIG]
+  [--socket PATH] [--interval S]``: a running application's pools, workers and
+  latest lifecycle events, once or live (``snakepit[top]``), read from the control
+  socket ``snakepit run`` serves (``--control-socket PATH``,
+  ``--no-control-socket``; see ``snakepit._control``).
 - ``snakepit bench [ARGS...]``: the benchmark suite against peers (``python -m
   benchmarks ARGS...``); from a source checkout only, as ``benchmarks/`` does not
   ship in the wheel.
@@ -17,6 +25,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import signal
@@ -73,6 +82,31 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="callers running --load at once (default 4)",
     )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port, "
+        "printed); needs snakepit[prometheus]",
+    )
+    run.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address --metrics-port listens on (default 127.0.0.1)",
+    )
+    control = run.add_mutually_exclusive_group()
+    control.add_argument(
+        "--control-socket",
+        metavar="PATH",
+        help="serve snakepit stats/top on this Unix socket (default: "
+        "<data_dir>/<instance>/control.sock; owner-only)",
+    )
+    control.add_argument(
+        "--no-control-socket",
+        action="store_true",
+        help="serve no control socket (snakepit stats/top cannot see this run)",
+    )
     doctor = commands.add_parser(
         "doctor",
         help="check worker interpreters: version, free-threading, GIL, libraries",
@@ -125,6 +159,46 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument(
         "--json", action="store_true", help="print a JSON document instead of text"
     )
+    new_adapter = commands.add_parser(
+        "new-adapter",
+        help="write an adapter skeleton NAME.py and its tests test_NAME.py",
+    )
+    new_adapter.add_argument(
+        "name", metavar="NAME", help="the adapter's module name (a Python identifier)"
+    )
+    new_adapter.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="where to write the files (default: the working directory)",
+    )
+    for name, what in (
+        ("stats", "print a running application's pools, workers and events once"),
+        ("top", "watch a running application live (needs snakepit[top])"),
+    ):
+        view = commands.add_parser(name, help=what)
+        view.add_argument(
+            "config",
+            nargs="?",
+            help="the application's TOML config, to find its control socket "
+            "(default: look in the working dir)",
+        )
+        view.add_argument(
+            "--socket",
+            metavar="PATH",
+            help="the control socket (as `snakepit run` prints it)",
+        )
+        if name == "stats":
+            view.add_argument(
+                "--json", action="store_true", help="print the snapshot as JSON"
+            )
+        else:
+            view.add_argument(
+                "--interval",
+                type=float,
+                default=1.0,
+                metavar="S",
+                help="seconds between refreshes (default 1)",
+            )
     # Listed for --help only: main() hands everything after "bench" to the suite.
     commands.add_parser(
         "bench",
@@ -153,13 +227,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--load-args is not valid JSON: {exc}")
         if not isinstance(load_args, dict):
             parser.error("--load-args must be a JSON object")
+        if args.metrics_port is not None:
+            try:  # fail before any worker starts
+                import snakepit.metrics  # noqa: F401
+            except ImportError as exc:
+                parser.error(f"--metrics-port: {exc}")
         return _run(
             args.config,
             args.stats_interval,
             args.load,
             load_args,
             args.load_concurrency,
+            metrics=None
+            if args.metrics_port is None
+            else (args.metrics_host, args.metrics_port),
+            control_socket=args.control_socket,
+            control=not args.no_control_socket,
         )
+    if args.command == "stats":
+        from snakepit._top import run_stats
+
+        return run_stats(args.config, args.socket, as_json=args.json)
+    if args.command == "top":
+        if not args.interval > 0:
+            parser.error("--interval must be a positive number of seconds")
+        from snakepit._top import run_top
+
+        return run_top(args.config, args.socket, args.interval)
     if args.command == "doctor":
         from snakepit._doctor import run_doctor
 
@@ -175,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             dry_run=args.dry_run,
             as_json=args.json,
         )
+    if args.command == "new-adapter":
+        from snakepit._new_adapter import run_new_adapter
+
+        return run_new_adapter(args.name, args.dir)
     parser.print_help(sys.stderr)
     return 2
 
@@ -206,17 +304,34 @@ def _run(
     load: str | None,
     load_args: dict[str, Any],
     concurrency: int,
+    *,
+    metrics: tuple[str, int] | None = None,
+    control_socket: str | None = None,
+    control: bool = True,
 ) -> int:
     import anyio
 
     from snakepit._app import open_snakepit
+    from snakepit._control import open_control
     from snakepit.exceptions import SnakepitError
 
     async def serve() -> int:
         # Signals are caught from the start, so one that arrives while the pools
         # start still leads to an orderly shutdown.
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with open_snakepit(config) as sp:
+            # The control session comes first: its event ring and startup
+            # progress see the first workers start; its socket outlives the pools.
+            async with (
+                open_control(
+                    config,
+                    control_socket,
+                    enabled=control,
+                    progress=sys.stdout.isatty(),
+                ) as session,
+                open_snakepit(session.config) as sp,
+                _metrics(sp, metrics),
+            ):
+                await session.started(sp)  # ends the progress; serves the socket
                 for pool in sp.config.get_pool_configs():
                     print(
                         f"ready: pool {pool.name!r}: "
@@ -267,3 +382,15 @@ def _print_stats(sp: Any) -> None:
         stats = sp.get_stats(pool.name)
         shown = " ".join(f"{k}={v}" for k, v in stats.items())
         print(f"stats: {pool.name}: {shown}", flush=True)
+
+
+def _metrics(sp: Any, metrics: tuple[str, int] | None) -> Any:
+    """``--metrics-port``: an async context manager serving *sp*'s Prometheus
+    metrics at (host, port) while the pools run (see ``snakepit.metrics``); a
+    no-op without the option, so prometheus-client stays optional."""
+    if metrics is None:
+        return contextlib.nullcontext()
+    from snakepit.metrics import _cli_endpoint
+
+    host, port = metrics
+    return _cli_endpoint(sp, host, port)

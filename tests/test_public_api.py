@@ -21,6 +21,10 @@ LATER = (
     "snakepit.pool",
     "snakepit.profiles",
     "snakepit.interpreter",
+    "snakepit.lifecycle",
+    "snakepit.testing",
+    "snakepit.metrics",
+    "snakepit.tracing",
 )
 
 

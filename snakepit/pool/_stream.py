@@ -44,10 +44,8 @@ class ChunkStream:
         self._command = command
         self._req_id = pool._next_id()
         # Encode now: unencodable arguments fail at the call, before dispatch.
-        self._frame = encode_frame(
-            Call(self._req_id, command, args, session_id, None, collect()),
-            pool.config.max_frame_bytes,
-        )
+        self._call = Call(self._req_id, command, args, session_id, None)
+        self._frame = encode_frame(self._call, pool.config.max_frame_bytes)
         self._timeout = timeout
         self._session_id = session_id
         self._worker: WorkerProcess | None = None
@@ -97,6 +95,11 @@ class ChunkStream:
             {"pool": self._pool.config.name, "command": self._command},
         )
         self._span.__enter__()
+        meta = collect()  # after the request span started, like execute()
+        if meta is not None:
+            self._frame = encode_frame(
+                self._call._replace(meta=meta), self._pool.config.max_frame_bytes
+            )
         self._deadline = anyio.current_time() + self._timeout
         worker = await self._pool._acquire(self._session_id, self._command)
         self._worker = worker
