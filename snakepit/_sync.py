@@ -7,6 +7,7 @@ For code without an event loop, mirroring the Elixir module functions:
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -17,7 +18,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from snakepit._app import ConfigSource, Snakepit, open_snakepit
 from snakepit.config import Config
-from snakepit.exceptions import AlreadyStarted, NotStarted
+from snakepit.exceptions import AlreadyStarted, ConfigError, NotStarted
 from snakepit.pool import ChunkStream
 
 __all__ = (
@@ -76,9 +77,15 @@ class SyncSnakepit:
     """
 
     def __init__(
-        self, config: ConfigSource = None, *, backend: str = "asyncio"
+        self,
+        config: ConfigSource = None,
+        *,
+        backend: str = "asyncio",
+        use_uvloop: bool | None = None,
     ) -> None:
-        self._portal_cm = start_blocking_portal(backend)
+        self._portal_cm = start_blocking_portal(
+            backend, _backend_options(backend, use_uvloop)
+        )
         self._portal = self._portal_cm.__enter__()
         try:
             self._app_cm = self._portal.wrap_async_context_manager(
@@ -220,10 +227,35 @@ def _forget(handle: SyncSnakepit) -> None:
             _current = None
 
 
-def start(config: ConfigSource = None, *, backend: str = "asyncio") -> SyncSnakepit:
+def _backend_options(backend: str, use_uvloop: bool | None) -> dict[str, Any]:
+    """anyio's options for *backend*: uvloop on asyncio when it is installed
+    (``use_uvloop=None``), or as asked."""
+    if backend != "asyncio":
+        if use_uvloop:
+            raise ConfigError(
+                f"use_uvloop=True needs backend='asyncio', not {backend!r}"
+            )
+        return {}
+    if use_uvloop is None:
+        use_uvloop = importlib.util.find_spec("uvloop") is not None
+    return {"use_uvloop": use_uvloop}
+
+
+def start(
+    config: ConfigSource = None,
+    *,
+    backend: str = "asyncio",
+    use_uvloop: bool | None = None,
+) -> SyncSnakepit:
     """Start the application on a background event-loop thread.
 
     The module-level functions (``snakepit.execute``...) then act on it.
+
+    Args:
+        config: the configuration (see :class:`~snakepit.config.Config`).
+        backend: the event loop: ``"asyncio"`` or ``"trio"``.
+        use_uvloop: run asyncio on uvloop; ``None`` (the default) uses it when it
+            is installed.
 
     Raises:
         AlreadyStarted: one is already started; call :func:`stop` first.
@@ -238,7 +270,7 @@ def start(config: ConfigSource = None, *, backend: str = "asyncio") -> SyncSnake
             raise AlreadyStarted(
                 "snakepit is already started; call snakepit.stop() first"
             )
-        _current = handle = SyncSnakepit(config, backend=backend)
+        _current = handle = SyncSnakepit(config, backend=backend, use_uvloop=use_uvloop)
     return handle
 
 

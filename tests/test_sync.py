@@ -7,7 +7,7 @@ import threading
 import pytest
 
 import snakepit
-from snakepit.exceptions import AlreadyStarted, NotStarted, RemoteError
+from snakepit.exceptions import AlreadyStarted, ConfigError, NotStarted, RemoteError
 
 CONFIG = {"pools": [{"name": "default", "pool_size": 2}]}
 
@@ -80,3 +80,32 @@ def test_calls_from_many_threads_at_once() -> None:
         assert not any(thread.is_alive() for thread in threads)
     assert errors == []
     assert results == {(t, i): t + i for t in range(8) for i in range(25)}
+
+
+def _loop_module() -> str:
+    import asyncio
+
+    return type(asyncio.get_running_loop()).__module__
+
+
+def test_the_facade_runs_on_trio_too() -> None:
+    with snakepit.start(CONFIG, backend="trio") as handle:
+        assert handle.execute("add", {"a": 2, "b": 3}) == 5
+        assert handle._portal.call(_sniff) == "trio"
+
+
+def _sniff() -> str:
+    import sniffio
+
+    return sniffio.current_async_library()
+
+
+def test_asyncio_runs_on_uvloop_when_it_is_installed() -> None:
+    pytest.importorskip("uvloop")
+    with snakepit.start(CONFIG) as handle:
+        assert handle.execute("add", {"a": 2, "b": 3}) == 5
+        assert handle._portal.call(_loop_module).startswith("uvloop")
+    with snakepit.start(CONFIG, use_uvloop=False) as handle:
+        assert handle._portal.call(_loop_module).startswith("asyncio")
+    with pytest.raises(ConfigError, match="use_uvloop"):
+        snakepit.start(CONFIG, backend="trio", use_uvloop=True)
