@@ -23,7 +23,6 @@ import os
 from collections.abc import Callable
 
 import anyio
-import sniffio
 
 from snakepit.protocol import Frame
 
@@ -193,7 +192,7 @@ async def read_pipe(fd: int, on_data: Callable[[bytes], None]) -> None:
     Raises:
         OSError: the read failed.
     """
-    if sniffio.current_async_library() == "asyncio":
+    if _on_asyncio():
         await _read_pipe_asyncio(fd, on_data)
         return
     while True:
@@ -205,6 +204,18 @@ async def read_pipe(fd: int, on_data: Callable[[bytes], None]) -> None:
         if not data:
             return
         on_data(data)
+
+
+def _on_asyncio() -> bool:
+    """Whether this task runs on an asyncio loop (anyio no longer needs sniffio,
+    so neither do we)."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def _read_pipe_asyncio(fd: int, on_data: Callable[[bytes], None]) -> None:
