@@ -237,7 +237,10 @@ def _backend_options(backend: str, use_uvloop: bool | None) -> dict[str, Any]:
             )
         return {}
     if use_uvloop is None:
-        use_uvloop = importlib.util.find_spec("uvloop") is not None
+        try:
+            use_uvloop = importlib.util.find_spec("uvloop") is not None
+        except ImportError:  # an import hook that refuses it: as good as absent
+            use_uvloop = False
     return {"use_uvloop": use_uvloop}
 
 

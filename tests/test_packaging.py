@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -181,3 +182,61 @@ def test_wheel_contents(tmp_path: Path) -> None:
 def dist_version(wheel: Path) -> str:
     """``snakepit-0.1.0-py3-none-any.whl`` -> ``0.1.0.dist-info``."""
     return wheel.name.split("-")[1] + ".dist-info"
+
+
+#: Installed here for tests or extras, not by ``pip install snakepit``.
+NOT_INSTALLED_BY_DEFAULT = (
+    "sniffio",
+    "trio",
+    "rich",
+    "prometheus_client",
+    "opentelemetry",
+    "uvloop",
+    "pytest",
+    "hypothesis",
+    "numpy",
+)
+
+BLOCKED_RUN = """
+import sys
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"no module named {{name!r}} (blocked)")
+        return None
+
+sys.meta_path.insert(0, Block())
+import anyio, snakepit
+from snakepit.pool import open_pool
+
+async def main():
+    for method in ("spawn", "template"):
+        async with open_pool(size=1, start_method=method) as pool:
+            assert await pool.execute("add", {{"a": 1, "b": 2}}) == 3
+    with snakepit.start({{"pools": [{{"name": "default", "pool_size": 1}}]}}) as sp:
+        assert sp.execute("add", {{"a": 2, "b": 2}}) == 4
+
+anyio.run(main)
+import snakepit.cli
+print("ok")
+"""
+
+
+def test_a_default_install_needs_nothing_beyond_its_requirements() -> None:
+    # The extras' and the test suite's packages are blocked: the core must run
+    # without them (a fresh `pip install snakepit` has none of them).
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCKED_RUN.format(blocked=NOT_INSTALLED_BY_DEFAULT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
