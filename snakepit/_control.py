@@ -103,7 +103,7 @@ _SUN_PATH_MAX: Final = 107 if sys.platform.startswith("linux") else 103
 # --- Errors ---
 
 
-class ControlError(Exception):
+class ControlError(SnakepitError):
     """A control-socket client could not get an answer."""
 
 
