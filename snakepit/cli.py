@@ -370,8 +370,10 @@ def _run(
         print("stopped: every worker has exited", flush=True)
         return 0
 
-    try:
-        return anyio.run(serve)
+    from snakepit._sync import _backend_options
+
+    try:  # on uvloop when it is installed, like the sync facade
+        return anyio.run(serve, backend_options=_backend_options("asyncio", None))
     except SnakepitError as exc:
         print(f"snakepit: {exc}", file=sys.stderr)
         return 1

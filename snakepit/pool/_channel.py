@@ -235,8 +235,14 @@ async def _read_pipe_asyncio(fd: int, on_data: Callable[[bytes], None]) -> None:
             if not ended.done():
                 ended.set_result(exc)
 
-    pipe = os.fdopen(fd, "rb", buffering=0, closefd=False)
-    transport, _ = await loop.connect_read_pipe(_Reader, pipe)
+    # The transport gets a duplicate it may close as it likes (uvloop closes the
+    # fd itself, whatever the file object says); *fd* stays the caller's.
+    pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
+    try:
+        transport, _ = await loop.connect_read_pipe(_Reader, pipe)
+    except BaseException:
+        pipe.close()
+        raise
     try:
         exc = await ended
     finally:

@@ -84,3 +84,28 @@ async def test_read_pipe_hands_over_every_byte_until_end_of_file() -> None:
             await read_pipe(read_fd, seen.extend)
     os.close(read_fd)
     assert bytes(seen) == payload
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        pytest.param("asyncio", id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+        pytest.param("trio", id="trio"),
+    ],
+)
+async def test_read_pipe_leaves_the_fd_to_its_caller(anyio_backend: object) -> None:
+    # uvloop's pipe transport closes the fd it reads, whatever the file object
+    # says: the parent would then close a reused fd number (another worker's)
+    if "uvloop" in str(anyio_backend):
+        pytest.importorskip("uvloop")
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.write(write_fd, b"x")
+    os.close(write_fd)
+    seen = bytearray()
+    with anyio.fail_after(10):
+        await read_pipe(read_fd, seen.extend)
+    assert seen == b"x"
+    os.fstat(read_fd)  # still ours: EBADF here is the bug
+    os.close(read_fd)
