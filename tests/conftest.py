@@ -27,10 +27,11 @@ def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
     patch.undo()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """Async tests run on asyncio by default; modules may widen this."""
-    return "asyncio"
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test runs on asyncio and on trio (the chaos suite chooses one
+    per run: see tests/chaos/conftest.py)."""
+    return str(request.param)
 
 
 @pytest.fixture(autouse=True)
