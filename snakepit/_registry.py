@@ -1134,14 +1134,8 @@ class RunRegistry:
         self._enabled = False
 
     async def add_worker(self, worker_id: str, pool: str, pid: int) -> None:
-        """Record a just-spawned worker and write the file. Never raises for a
-        disk problem."""
-        self.note_worker(worker_id, pool, pid)
-        await self.flush()
-
-    def note_worker(self, worker_id: str, pool: str, pid: int) -> None:
-        """Record a just-started worker (unreaped, so *pid* is it) for the next
-        write (:meth:`flush`)."""
+        """Record a just-spawned worker (unreaped, so *pid* is it) and write the
+        file. Never raises for a disk problem."""
         cmdline: Sequence[str] = ()
         create_time: float | None = None
         try:
@@ -1163,7 +1157,7 @@ class RunRegistry:
             create_time=create_time,
             fingerprint=_fingerprint(cmdline) if cmdline else None,
         )
-        self._dirty = True
+        await self.flush()
 
     def remove_worker(self, worker_id: str) -> None:
         """Forget an exited worker; the next write (or the final removal) drops

@@ -346,6 +346,13 @@ class Pool:
                     break
         return best
 
+    def _take_free(self, session_id: str | None) -> WorkerProcess | None:
+        """Take a worker with room now, unless callers already queue (FIFO)."""
+        if self._queue:
+            return None
+        worker = self._pick(session_id)
+        return None if worker is None else self._take(worker, session_id)
+
     def _take(self, worker: WorkerProcess, session_id: str | None) -> WorkerProcess:
         worker.load += 1
         if worker.load == worker.capacity:
@@ -364,10 +371,9 @@ class Pool:
     async def _acquire(self, session_id: str | None, command: str) -> WorkerProcess:
         """Wait for a worker with free capacity and take one unit of it."""
         self._check_open()
-        if not self._queue:
-            worker = self._pick(session_id)
-            if worker is not None:
-                return self._take(worker, session_id)
+        worker = self._take_free(session_id)
+        if worker is not None:
+            return worker
         waiter = _Waiter(session_id, command)
         self._enqueue(waiter)
         try:
@@ -393,16 +399,12 @@ class Pool:
         """Send a plain call to a free worker, or queue it encoded; return its
         outcome (see :meth:`execute`)."""
         self._check_open()
-        if not self._queue:
-            worker = self._pick(session_id)
-            if worker is not None:
-                self._take(worker, session_id)
-                span.set_metadata(worker_id=worker.id)
-                return await worker.call(req_id, command, frame, limit)
-        if limit != math.inf:
+        worker = self._take_free(session_id)
+        if worker is None and limit != math.inf:
             # The call's own timeout runs from when it is sent, so its caller
             # must wake up then: take a worker, then call.
             worker = await self._acquire(session_id, command)
+        if worker is not None:
             span.set_metadata(worker_id=worker.id)
             return await worker.call(req_id, command, frame, limit)
         pending = Pending(command)
@@ -417,11 +419,10 @@ class Pool:
                 waiter.worker.abandon(req_id, "abandoned")
             raise
         worker = waiter.worker
-        if worker is None:
+        if worker is None:  # failed in the queue (timeout, pool closing)
             self._leave_queue(waiter)
-            if waiter.error is not None:
-                raise waiter.error
-            raise self._queue_timed_out(waiter)
+            assert waiter.error is not None
+            raise waiter.error
         span.set_metadata(worker_id=worker.id)
         return worker.outcome(pending)
 

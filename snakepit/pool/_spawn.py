@@ -133,7 +133,7 @@ async def spawn_worker(
         argv = command_line(options, python=config.python_executable or sys.executable)
         process: Process | TemplateChild
         if template is not None:
-            process = await _fork_worker(template, argv, env)
+            process = await _fork_worker(template, argv, env, request_read, reply_write)
         else:
             process = await anyio.open_process(
                 argv,
@@ -159,19 +159,22 @@ async def spawn_worker(
 
 
 async def _fork_worker(
-    template: Template, argv: list[str], env: Mapping[str, str]
+    template: Template,
+    argv: list[str],
+    env: Mapping[str, str],
+    request_read: int,
+    reply_write: int,
 ) -> TemplateChild:
     """Have *template* fork the worker *argv* would start. It gets the same
-    protocol pipes (the fds named in *argv*), plus stdout and stderr pipes made
-    here, since a fork has no ``subprocess`` to make them."""
-    fds = argv[argv.index("--fds") + 1].split(",")
+    protocol pipes, plus stdout and stderr pipes made here, since a fork has no
+    ``subprocess`` to make them."""
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     try:
         return await template.fork(
             argv[argv.index("snakepit.worker") + 1 :],
             env,
-            (int(fds[0]), int(fds[1]), out_write, err_write),
+            (request_read, reply_write, out_write, err_write),
             (out_read, err_read),
         )
     finally:

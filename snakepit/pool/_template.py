@@ -151,7 +151,6 @@ class Template:
         self._tg: TaskGroup | None = None
         self._closing = False
         self._done = anyio.Event()
-        self.starts = 0
 
     async def run(self, *, task_status: TaskStatus[Template]) -> None:
         """Host the template's tasks until :meth:`close`, then stop the template.
@@ -285,7 +284,6 @@ class Template:
         finally:
             child.close()
         parent.setblocking(False)
-        self.starts += 1
         # From here on its reader task owns it: it reaps it whatever happens.
         instance = self._current = _Instance(process=process, sock=parent)
         self._tg.start_soon(self._read, instance)

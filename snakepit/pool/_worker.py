@@ -125,6 +125,15 @@ class StreamFailure:
     error: BaseException
 
 
+def _fail_stream(chunks: MemoryObjectSendStream[Any], failure: BaseException) -> None:
+    """End a stream's chunks with *failure* (its reader may be gone already)."""
+    try:
+        chunks.send_nowait(StreamFailure(failure))
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        pass
+    chunks.close()
+
+
 def remote_error(error: Error) -> BaseException:
     """Turn an ``Error`` message into the exception the caller sees."""
     kind = error.kind
@@ -602,14 +611,10 @@ class WorkerProcess:
             if pending is not None:
                 pending.error = message
                 if pending.chunks is not None:
-                    try:
-                        failure = remote_error(message)
-                        if isinstance(failure, NotRun):
-                            failure = failure.error  # a stream is not resent
-                        pending.chunks.send_nowait(StreamFailure(failure))
-                    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                        pass
-                    pending.chunks.close()
+                    failure = remote_error(message)
+                    if isinstance(failure, NotRun):
+                        failure = failure.error  # a stream is not resent
+                    _fail_stream(pending.chunks, failure)
                 pending.event.set()
         elif isinstance(message, Pong):
             self._rss = message.rss_bytes
@@ -644,11 +649,7 @@ class WorkerProcess:
             return
         if message.tag == Tag.CHUNK and pending.chunks is not None:
             self.cancel_soon(message.id)
-            try:
-                pending.chunks.send_nowait(StreamFailure(failure))
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                pass
-            pending.chunks.close()  # End or Error still finishes the call
+            _fail_stream(pending.chunks, failure)  # End or Error finishes the call
             return
         pending = self._finish(message.id)
         if pending is not None:
@@ -665,11 +666,7 @@ class WorkerProcess:
     def _resolve_failure(self, pending: Pending, failure: BaseException) -> None:
         pending.failure = failure
         if pending.chunks is not None:
-            try:
-                pending.chunks.send_nowait(StreamFailure(failure))
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                pass
-            pending.chunks.close()
+            _fail_stream(pending.chunks, failure)
         pending.event.set()
 
     # --- Calls ---
