@@ -223,6 +223,7 @@ async def _read_pipe_asyncio(fd: int, on_data: Callable[[bytes], None]) -> None:
 
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[Exception | None] = loop.create_future()
+    lost = asyncio.Event()  # the transport let go of (and closed) its fd
 
     class _Reader(asyncio.Protocol):
         def data_received(self, data: bytes) -> None:
@@ -232,6 +233,7 @@ async def _read_pipe_asyncio(fd: int, on_data: Callable[[bytes], None]) -> None:
             return None  # the transport closes and reports connection_lost
 
         def connection_lost(self, exc: Exception | None) -> None:
+            lost.set()
             if not ended.done():
                 ended.set_result(exc)
 
@@ -247,5 +249,7 @@ async def _read_pipe_asyncio(fd: int, on_data: Callable[[bytes], None]) -> None:
         exc = await ended
     finally:
         transport.close()
+        with anyio.CancelScope(shield=True):
+            await lost.wait()  # one loop turn: no fd outlives this call
     if exc is not None:
         raise exc if isinstance(exc, OSError) else OSError(str(exc))
