@@ -83,17 +83,24 @@ def _prepare_process(options: WorkerOptions) -> None:
             os.set_inheritable(fd, False)
         except OSError as exc:
             raise UsageError(f"--fds: fd {fd} is not usable: {exc}") from exc
-    # Ctrl-C belongs to the parent, which shuts its workers down in order.
+    guard_parent(options.parent_pid)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)  # stdout is a log pipe: lines, promptly
+
+
+def guard_parent(parent_pid: int | None) -> None:
+    """Be a child of *parent_pid* (the worker's, and the template's, first step):
+    Ctrl-C is ignored (it belongs to the parent, which stops its children in
+    order), faulthandler reports a crash on stderr, and the process dies with its
+    parent; it exits at once if that parent is already gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.stderr is not None:
         faulthandler.enable(file=sys.stderr, all_threads=True)
     if sys.platform.startswith("linux"):
         _set_parent_death_signal()
-    if options.parent_pid is not None and os.getppid() != options.parent_pid:
+    if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(ExitCode.OK)  # the parent died before prctl took effect
-    reconfigure = getattr(sys.stdout, "reconfigure", None)
-    if reconfigure is not None:
-        reconfigure(line_buffering=True)  # stdout is a log pipe: lines, promptly
 
 
 def _set_parent_death_signal() -> None:

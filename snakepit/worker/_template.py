@@ -32,7 +32,6 @@ Standard library and msgpack only, like every worker-side module.
 
 from __future__ import annotations
 
-import faulthandler
 import gc
 import importlib
 import os
@@ -61,16 +60,9 @@ def template_main(argv: Sequence[str]) -> int:
     """Run the template (the flags after ``--template``); return an exit status."""
     args = _parse(argv)
     control = socket.socket(fileno=args["control-fd"])
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's
-    if sys.stderr is not None:
-        faulthandler.enable(file=sys.stderr, all_threads=True)
-    if sys.platform.startswith("linux"):
-        from ._boot import _set_parent_death_signal
-
-        _set_parent_death_signal()
-    if os.getppid() != args["parent-pid"]:
-        return ExitCode.OK  # the parent died before prctl took effect
     from . import _boot  # the worker's own code, imported once for every child
+
+    _boot.guard_parent(args["parent-pid"])
 
     module = args["adapter"].partition(":")[0]
     try:
