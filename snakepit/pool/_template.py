@@ -216,6 +216,8 @@ class Template:
             if pending.child is None:
                 os.close(pending.stdout)
                 os.close(pending.stderr)
+            else:  # forked just as we gave up: nobody will run it
+                self._abandon(instance, pending.child)
             raise
         if pending.child is not None:
             return pending.child
@@ -366,6 +368,18 @@ class Template:
         elif op == "failed":
             instance.failure = str(message.get("error", ""))
             instance.ready.set()
+
+    def _abandon(self, instance: _Instance, child: TemplateChild) -> None:
+        """End a child handed to a start that was then given up on: close its
+        output pipes and kill it (or, if it has exited already, reap it)."""
+        child.stdout.close()
+        child.stderr.close()
+        if instance.children.pop(child.pid, None) is None:
+            return  # the template died, and the child with it
+        if child.returncode is None:
+            self._disown(instance, child.pid)
+        else:
+            _send_reap(instance, child.pid)
 
     def _disown(self, instance: _Instance, pid: int) -> None:
         """Kill a child nobody waits for; the template reaps it once it exits.

@@ -47,7 +47,7 @@ __all__ = (
     "Record",
     "Totals",
     "chaos_config",
-    "fd_count",
+    "open_fds",
     "find_orphans",
     "reap_zombies",
 )
@@ -501,9 +501,15 @@ class Totals:
 # --- Process hygiene ---
 
 
-def fd_count() -> int:
-    """The test process's open file descriptors."""
-    return len(os.listdir("/proc/self/fd"))
+def open_fds() -> dict[int, str]:
+    """The test process's open file descriptors, each with what it points at."""
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass  # the fd listdir itself used, closed by now
+    return fds
 
 
 def reap_zombies() -> list[int]:

@@ -33,7 +33,7 @@ from tests.chaos._ledger import (
     ENV_KEY,
     Ledger,
     Totals,
-    fd_count,
+    open_fds,
     find_orphans,
     reap_zombies,
 )
@@ -95,16 +95,19 @@ def ledger(
 
     handler_id = f"chaos-ledger-{token}"
     telemetry.attach(handler_id, _STARTED, on_started)
-    before = fd_count()
+    before = open_fds()
     try:
         yield book
     finally:
         telemetry.detach(handler_id)
     book.close()
-    delta = fd_count() - before
+    after = open_fds()
+    delta = len(after) - len(before)
     if delta:
         book.hygiene["fd_delta"] = abs(delta)
-        book.hygiene_notes.append(f"fd delta {delta:+d}")
+        new = {fd: to for fd, to in after.items() if before.get(fd) != to}
+        gone = {fd: to for fd, to in before.items() if after.get(fd) != to}
+        book.hygiene_notes.append(f"fd delta {delta:+d}: new {new}, gone {gone}")
     zombies = reap_zombies()
     if zombies:
         book.hygiene["zombies"] = len(zombies)

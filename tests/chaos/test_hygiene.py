@@ -33,7 +33,7 @@ from tests.chaos._ledger import (
     RESTART,
     Ledger,
     chaos_config,
-    fd_count,
+    open_fds,
 )
 
 pytestmark = pytest.mark.anyio
@@ -412,7 +412,7 @@ async def test_rows62_63_churn_leaves_no_zombie_and_no_fd(ledger: Ledger) -> Non
     with anyio.fail_after(60), capture_events() as events:
         async with open_pool(config) as pool:
             await ledger.echoes(pool, size)
-            open_fds = fd_count()
+            fds_before = len(open_fds())
 
             async def churn(offset: int) -> None:
                 for i in range(rounds):
@@ -437,12 +437,12 @@ async def test_rows62_63_churn_leaves_no_zombie_and_no_fd(ledger: Ledger) -> Non
             # every worker was replaced, and nothing of the dead ones is left
             assert pool.get_stats()["workers"] == size
             assert zombie_children() == []
-            assert fd_count() == open_fds
+            assert len(open_fds()) == fds_before
     # then recycles, start-before-stop, one request each
     config = chaos_config("process", worker_max_requests=1)
     with anyio.fail_after(60), capture_events() as events:
         async with open_pool(config) as pool:
-            open_fds = fd_count()
+            fds_before = len(open_fds())
             for count in range(1, RECYCLES + 1):
                 await ledger.echoes(pool, 1)
                 await events.wait_for(RECYCLED, count=count)
@@ -450,7 +450,7 @@ async def test_rows62_63_churn_leaves_no_zombie_and_no_fd(ledger: Ledger) -> Non
             await events.wait_for(EXITED, count=RECYCLES)  # the last retiree too
             await anyio.wait_all_tasks_blocked()  # its pipes are being closed
             assert zombie_children() == []
-            assert fd_count() == open_fds
+            assert len(open_fds()) == fds_before
 
 
 # --- Row 65: a multi-threaded parent spawns workers ---

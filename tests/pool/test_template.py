@@ -110,3 +110,44 @@ def test_the_template_is_linux_only_and_named_in_config_errors() -> None:
 
     with pytest.raises(ConfigError, match="start_method must be 'spawn' or"):
         PoolConfig(start_method="forkserver")
+
+
+async def test_a_fork_answered_as_its_start_is_given_up_is_killed_and_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A start cancelled in the same loop turn as the template's "forked" answer
+    arrives (the cancel first): the child must be killed and reaped, and its
+    output pipes closed; they were left open until the pool ended."""
+    from snakepit.config import PoolConfig
+    from snakepit.pool._spawn import spawn_worker, worker_env
+    from snakepit.pool._template import Template
+
+    config = PoolConfig(adapter_module=CHAOS, start_method="template")
+    starting = anyio.CancelScope()
+    forked: list[int] = []
+    on_message = Template._on_message
+
+    def cancel_when_forked(self: Template, instance: object, message: dict) -> None:
+        if message.get("op") == "forked":
+            forked.append(message["pid"])
+            starting.cancel()  # the start gives up just before the answer
+        on_message(self, instance, message)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Template, "_on_message", cancel_when_forked)
+    fds = len(os.listdir("/proc/self/fd"))
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            template = await tg.start(
+                Template(config, worker_env(config, worker_id="w-1"), None).run
+            )
+            try:
+                with starting:
+                    await spawn_worker(config, worker_id="w-1", template=template)
+                assert starting.cancelled_caught
+                assert len(forked) == 1
+                # killed, and reaped by the template (a zombie would still exist)
+                child = psutil.Process(forked[0])
+                await anyio.to_thread.run_sync(child.wait, 10)
+            finally:
+                template.close()  # its run() is shielded until then
+    assert len(os.listdir("/proc/self/fd")) == fds  # the child's pipes are closed
