@@ -33,8 +33,8 @@ from tests.chaos._ledger import (
     ENV_KEY,
     Ledger,
     Totals,
-    open_fds,
     find_orphans,
+    open_fds,
     reap_zombies,
 )
 
