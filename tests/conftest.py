@@ -9,10 +9,17 @@ import psutil
 import pytest
 from hypothesis import settings
 
+from tests.chaos._ledger import ChaosHeadline
+
 # Examples are bounded by their own work, not by the clock: on a loaded 2-core CI
 # machine a 200 ms deadline fails correct code.
 settings.register_profile("snakepit", deadline=None)
 settings.load_profile("snakepit")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # the chaos suite's headline, summed over every test (and xdist worker)
+    config.pluginmanager.register(ChaosHeadline(), "snakepit-chaos-headline")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,8 +36,7 @@ def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Every async test runs on asyncio and on trio (the chaos suite chooses one
-    per run: see tests/chaos/conftest.py)."""
+    """Every async test runs on asyncio and on trio."""
     return str(request.param)
 
 

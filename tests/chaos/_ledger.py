@@ -31,6 +31,7 @@ from typing import Any
 import anyio
 import attrs
 import psutil
+import pytest
 from anyio.abc import TaskGroup
 
 from snakepit.config import PoolConfig
@@ -44,6 +45,8 @@ __all__ = (
     "PROMPT",
     "RESTART",
     "Ledger",
+    "REPORT_KEY",
+    "ChaosHeadline",
     "Record",
     "Totals",
     "chaos_config",
@@ -460,6 +463,10 @@ class Ledger:
         return lines + self.hygiene_notes
 
 
+#: The key of the counts a chaos test leaves in its report's ``user_properties``.
+REPORT_KEY = "snakepit-chaos"
+
+
 @attrs.define
 class Totals:
     """The session's sums: every chaos test's ledger, and apart those of tests
@@ -470,13 +477,14 @@ class Totals:
     tests: int = 0
     offenders: list[str] = attrs.Factory(list)
 
-    def add(self, ledger: Ledger, *, known: bool) -> None:
+    def add(self, name: str, counts: dict[str, int], *, known: bool) -> None:
+        """Add one test's ledger counts (``Ledger.counts()``)."""
         target = self.known if known else self.counts
-        for key, value in ledger.counts().items():
+        for key, value in counts.items():
             target[key] += value
         self.tests += 1
-        if not known and any(ledger.counts()[k] for k in BAD):
-            self.offenders.append(ledger.name)
+        if not known and any(counts[k] for k in BAD):
+            self.offenders.append(name)
 
     def bad(self) -> int:
         return sum(self.counts[k] for k in BAD)
@@ -496,6 +504,41 @@ class Totals:
             return None
         shown = " ".join(f"{key}={k[key]}" for key in COUNTERS)
         return f"chaos (xfail, known bugs, not in the headline): {shown}"
+
+
+class ChaosHeadline:
+    """A pytest plugin summing the chaos tests' reports into the headline.
+
+    Registered by the root conftest: with xdist, only the controller sees every
+    report, and it collects nothing (so never loads ``tests/chaos/conftest.py``).
+    A bad counter also makes the session's exit status a failure.
+    """
+
+    def __init__(self) -> None:
+        self.totals = Totals()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "teardown":
+            return
+        for key, value in report.user_properties:
+            if key == REPORT_KEY:
+                self.totals.add(report.nodeid, value["counts"], known=value["known"])
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.totals.bad() and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        totals = self.totals
+        if not totals.tests:
+            return
+        terminalreporter.write_sep("=", "chaos accounting")
+        terminalreporter.write_line(totals.headline())
+        known = totals.known_line()
+        if known is not None:
+            terminalreporter.write_line(known)
+        for name in totals.offenders:
+            terminalreporter.write_line(f"chaos: bad outcomes in {name}")
 
 
 # --- Process hygiene ---

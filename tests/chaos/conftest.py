@@ -31,29 +31,15 @@ from snakepit import telemetry
 from tests.chaos._ledger import (
     BAD,
     ENV_KEY,
+    REPORT_KEY,
     Ledger,
-    Totals,
     find_orphans,
     open_fds,
     reap_zombies,
 )
 
-_TOTALS = pytest.StashKey[Totals]()
 _STARTED = ("snakepit", "worker", "started")
 _tokens = itertools.count(1)
-
-
-def _totals(config: pytest.Config) -> Totals:
-    totals = config.stash.get(_TOTALS, None)
-    if totals is None:
-        totals = config.stash[_TOTALS] = Totals()
-    return totals
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """asyncio; ``SNAKEPIT_CHAOS_BACKEND=trio`` runs the whole suite on trio."""
-    return os.environ.get("SNAKEPIT_CHAOS_BACKEND", "asyncio")
 
 
 @pytest.fixture(params=["process", "thread"])
@@ -123,8 +109,12 @@ def ledger(
         book.hygiene["orphans"] = len(orphans)
         book.hygiene_notes.append("orphans (killed now): " + "; ".join(orphans))
     known = request.node.get_closest_marker("xfail") is not None
-    _totals(request.config).add(book, known=known)
     counts = book.counts()
+    # The headline sums the test reports (ChaosHeadline, registered by the root
+    # conftest), so it covers every xdist worker's tests.
+    request.node.user_properties.append(
+        (REPORT_KEY, {"counts": counts, "known": known})
+    )
     if not known and any(counts[k] for k in BAD):
         pytest.fail(
             "chaos accounting: "
@@ -133,24 +123,3 @@ def ledger(
             + "\n  ".join(book.problems()),
             pytrace=False,
         )
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    totals = session.config.stash.get(_TOTALS, None)
-    if totals is not None and totals.bad() and session.exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_terminal_summary(
-    terminalreporter: Any, exitstatus: int, config: pytest.Config
-) -> None:
-    totals = config.stash.get(_TOTALS, None)
-    if totals is None or not totals.tests:
-        return
-    terminalreporter.write_sep("=", "chaos accounting")
-    terminalreporter.write_line(totals.headline())
-    known = totals.known_line()
-    if known is not None:
-        terminalreporter.write_line(known)
-    for name in totals.offenders:
-        terminalreporter.write_line(f"chaos: bad outcomes in {name}")
