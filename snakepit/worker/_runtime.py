@@ -1,15 +1,21 @@
-"""Serve calls: the reader, the call threads, and the orderly shutdown.
+"""Serve calls: the server threads, and the orderly shutdown.
 
 Threads, and who does what:
 
-- the **main thread** sends ``Hello``, then waits for ``Shutdown``; it then drains
-  the call threads (calls already queued still run), runs ``teardown()``, sends
-  ``Bye`` and returns the exit status;
-- the **reader** reads the request fd, answers ``Ping`` itself (so a health check
-  works while a command runs), checks each ``Call`` (fields, command, arguments)
-  and queues it, and flags cancelled streams;
-- ``--threads`` **call threads** take calls from one queue, run them and write
-  the result. Every frame is encoded outside, and written whole under, one lock.
+- the **main thread** sends ``Hello``, starts the server threads, then waits for
+  ``Shutdown`` and for the calls accepted before it to finish; it then runs
+  ``teardown()``, sends ``Bye`` and returns the exit status;
+- ``--threads`` + 1 **server threads** take turns (leader/follower): one at a time,
+  the *leader*, reads the request fd. It answers ``Ping`` itself (so a health
+  check works while commands run), checks each ``Call`` (fields, command,
+  arguments) and queues it, answers a ``Cancel`` of a queued call, and flags
+  cancelled streams. A thread that takes a call hands the reading over and runs
+  it, then writes its result and takes the next queued call, or waits to lead.
+  At most ``--threads`` calls run at once, so one thread is always left to read.
+  The thread that read a call runs it: no hand-off between reading and running
+  (a hand-off between two threads costs more than a small call).
+
+Every frame is encoded outside, and written whole under, one lock.
 
 End of file on the request fd (parent gone, or it closed the pipe) and a broken
 reply pipe end the process at once with ``os._exit(0)``: nobody is left to read
@@ -17,7 +23,8 @@ results, so calls in flight are abandoned and ``teardown()`` is not run. After
 ``Shutdown``, end of file is expected and the drain continues.
 
 Each call ends with exactly one terminal frame: ``Reply`` or ``Error`` for a plain
-command; ``End`` or ``Error`` (after any number of ``Chunk``) for a stream.
+command; ``End`` or ``Error`` (after any number of ``Chunk``) for a stream. Calls
+start in the order they arrived.
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
-from queue import SimpleQueue
 from typing import cast
 
 from snakepit.adapter import (
@@ -133,17 +140,19 @@ class Runtime:
         self._options = options
         self._table = CommandTable(adapter, options, checker)
         self._max = options.max_frame_bytes
-        self._queue: SimpleQueue[_Job | None] = SimpleQueue()
         self._write_lock = threading.Lock()
         self._said_bye = False
-        self._state_lock = threading.Lock()
-        self._in_flight = 0
+        #: Held by the thread reading the request fd (the leader).
+        self._lead = threading.Lock()
+        self._decoder = FrameDecoder(self._max)
+        #: Guards the fields below; notified when the last accepted call is done.
+        self._state = threading.Condition(threading.Lock())
+        #: Calls accepted and not started, in arrival order.
+        self._jobs: deque[_Job] = deque()
+        self._running = 0
+        self._in_flight = 0  # accepted and not answered (queued or running)
         self._streams: dict[int, _Stream] = {}
-        #: Plain calls accepted and not yet taken by a call thread, and those of
-        #: them a Cancel reached (they are answered "cancelled", never run).
-        self._waiting: set[int] = set()
-        self._revoked: set[int] = set()
-        self._closing = False  # the reader's own flag: no new calls
+        self._closing = False  # the leader's own flag: no new calls
         self._shutdown = threading.Event()
 
     def run(self) -> int:
@@ -168,22 +177,13 @@ class Runtime:
             report("cannot send Hello", exc)
             return ExitCode.ADAPTER_SETUP
         self._write_or_exit(frame)
-        callers = [
+        for i in range(self._options.threads + 1):
             threading.Thread(
-                target=self._serve_calls, name=f"snakepit-call-{i}", daemon=True
-            )
-            for i in range(self._options.threads)
-        ]
-        for thread in callers:
-            thread.start()
-        threading.Thread(
-            target=self._read_requests, name="snakepit-reader", daemon=True
-        ).start()
+                target=self._serve, name=f"snakepit-server-{i}", daemon=True
+            ).start()
         self._shutdown.wait()
-        for _ in callers:
-            self._queue.put(None)
-        for thread in callers:
-            thread.join()
+        with self._state:  # no call is accepted any more: wait for the last one
+            self._state.wait_for(lambda: self._in_flight == 0)
         code = ExitCode.OK
         try:
             self._adapter.teardown()
@@ -219,63 +219,84 @@ class Runtime:
         if not self._write(frame) and not self._shutdown.is_set():
             exit_now(ExitCode.OK)  # the parent is gone, or closed our reply pipe
 
-    # --- The reader ---
+    # --- The server threads ---
 
-    def _read_requests(self) -> None:
+    def _serve(self) -> None:
         try:
-            self._read_loop()
+            while True:
+                job = self._take_job()
+                if job is None:
+                    with self._lead:
+                        job = self._take_job()  # queued while we waited to lead
+                        if job is None:
+                            if not self._read():
+                                return  # end of file after Shutdown
+                            job = self._take_job()
+                if job is not None:  # the lead is handed over: run it
+                    frame = self._run_job(job)
+                    job = None  # its arguments are garbage now
+                    self._write_or_exit(frame)
+                    del frame
+                    self._finished(ran=True)  # after its answer (see run())
         except BaseException as exc:
-            report("internal error in the request reader", exc)
+            report("internal error in a server thread", exc)
             exit_now(ExitCode.INTERNAL_ERROR)
 
-    def _read_loop(self) -> None:
-        decoder = FrameDecoder(self._max)
-        fd = self._options.request_fd
-        while True:
-            size = min(max(_READ_SIZE, decoder.needed), _MAX_READ_SIZE)
-            try:
-                data = os.read(fd, size)
-            except OSError as exc:
-                exit_now(
-                    ExitCode.PROTOCOL_ERROR, f"cannot read the request channel: {exc}"
+    def _take_job(self) -> _Job | None:
+        """The next queued call, if fewer than ``threads`` calls run."""
+        with self._state:
+            if not self._jobs or self._running >= self._options.threads:
+                return None
+            self._running += 1
+            return self._jobs.popleft()
+
+    def _read(self) -> bool:
+        """Read the request fd once and act on what arrived. Return False at the
+        expected end of file (after ``Shutdown``)."""
+        decoder = self._decoder
+        size = min(max(_READ_SIZE, decoder.needed), _MAX_READ_SIZE)
+        try:
+            data = os.read(self._options.request_fd, size)
+        except OSError as exc:
+            exit_now(ExitCode.PROTOCOL_ERROR, f"cannot read the request channel: {exc}")
+        if not data:
+            if self._shutdown.is_set():
+                return False  # expected after Shutdown; the main thread finishes
+            exit_now(ExitCode.OK)
+        try:
+            messages = decoder.feed(data)
+        except ProtocolError as exc:
+            exit_now(
+                ExitCode.PROTOCOL_ERROR,
+                f"protocol error on the request channel: {exc}",
+            )
+        for msg in messages:
+            if type(msg) is Call:
+                self._accept(msg)
+            elif type(msg) is Ping:
+                self._pong(msg)
+            elif type(msg) is Cancel:
+                self._cancel(msg)
+            elif type(msg) is Shutdown:
+                self._begin_shutdown()
+            elif type(msg) is Undecodable and msg.tag == Tag.CALL:
+                # one bad call (a dict keyed by a tuple): the framing is in
+                # sync, so only this call fails
+                self._send_error(
+                    msg.id,
+                    ErrorKind.DECODE.value,
+                    "TypeError",
+                    f"the call's arguments are not msgpack-decodable: "
+                    f"{msg.reason} (dict keys must be str, int, bytes, "
+                    "float or bool)",
                 )
-            if not data:
-                if self._shutdown.is_set():
-                    return  # expected after Shutdown; the main thread finishes
-                exit_now(ExitCode.OK)
-            try:
-                messages = decoder.feed(data)
-            except ProtocolError as exc:
+            else:
                 exit_now(
                     ExitCode.PROTOCOL_ERROR,
-                    f"protocol error on the request channel: {exc}",
+                    "protocol error on the request channel: a parent does not "
+                    f"send {type(msg).__name__}",
                 )
-            for msg in messages:
-                if type(msg) is Call:
-                    self._accept(msg)
-                elif type(msg) is Ping:
-                    self._pong(msg)
-                elif type(msg) is Cancel:
-                    self._cancel(msg)
-                elif type(msg) is Shutdown:
-                    self._begin_shutdown()
-                elif type(msg) is Undecodable and msg.tag == Tag.CALL:
-                    # one bad call (a dict keyed by a tuple): the framing is in
-                    # sync, so only this call fails
-                    self._send_error(
-                        msg.id,
-                        ErrorKind.DECODE.value,
-                        "TypeError",
-                        f"the call's arguments are not msgpack-decodable: "
-                        f"{msg.reason} (dict keys must be str, int, bytes, "
-                        "float or bool)",
-                    )
-                else:
-                    exit_now(
-                        ExitCode.PROTOCOL_ERROR,
-                        "protocol error on the request channel: a parent does not "
-                        f"send {type(msg).__name__}",
-                    )
+        return True
 
     def _accept(self, call: Call) -> None:
         call_id, name, args, session_id, deadline, meta = call
@@ -305,30 +326,53 @@ class Runtime:
             )
             return
         stream = _Stream() if command.stream else None
-        with self._state_lock:
+        with self._state:
             self._in_flight += 1
             if stream is not None:
                 self._streams[call_id] = stream
-            else:
-                self._waiting.add(call_id)
-        self._queue.put((call_id, command, args, stream, session_id, meta))
+            self._jobs.append((call_id, command, args, stream, session_id, meta))
 
     def _pong(self, ping: Ping) -> None:
-        with self._state_lock:
+        with self._state:
             in_flight = self._in_flight
         self._write_or_exit(encode(Pong(ping.id, rss_bytes(), in_flight)))
 
     def _cancel(self, cancel: Cancel) -> None:
-        with self._state_lock:
+        with self._state:
             stream = self._streams.get(cancel.id)
-            if stream is None and cancel.id in self._waiting:
-                self._revoked.add(cancel.id)  # not started: it never will be
+            job = None
+            if stream is None:  # a plain call not started yet never will be
+                job = next((j for j in self._jobs if j[0] == cancel.id), None)
+                if job is not None:
+                    self._jobs.remove(job)
         if stream is not None:
-            stream.cancelled = True  # seen by the call thread between two chunks
+            stream.cancelled = True  # seen by its thread between two chunks
+        elif job is not None:
+            self._write_or_exit(
+                encode(
+                    Error(
+                        job[0],
+                        ErrorKind.CANCELLED.value,
+                        "Cancelled",
+                        f"command {job[1].name!r} was cancelled before it started",
+                        "",
+                    )
+                )
+            )
+            self._finished()
 
     def _begin_shutdown(self) -> None:
         self._closing = True
         self._shutdown.set()
+
+    def _finished(self, *, ran: bool = False) -> None:
+        """Count an accepted call answered (and, if *ran*, no longer running)."""
+        with self._state:
+            self._in_flight -= 1
+            if ran:
+                self._running -= 1
+            if self._in_flight == 0:
+                self._state.notify_all()
 
     def _send_error(
         self, call_id: int, kind: str, type_name: str, message: str
@@ -337,49 +381,19 @@ class Runtime:
             self._error_frame(Error(call_id, kind, type_name, message, ""))
         )
 
-    # --- The call threads ---
+    # --- Running calls ---
 
-    def _serve_calls(self) -> None:
+    def _run_job(self, job: _Job) -> Frame:
+        """Run a call taken from the queue; return its last frame."""
+        call_id, command, args, stream, session_id, meta = job
+        context = _call_context
+        context.session_id, context.meta = session_id, meta
         try:
-            get = self._queue.get
-            context = _call_context
-            while True:
-                job = get()
-                if job is None:
-                    return
-                call_id, command, args, stream, context.session_id, context.meta = job
-                if stream is None:
-                    frame = self._start_call(call_id, command, args)
-                else:
-                    frame = self._run_stream(call_id, command, args, stream)
-                context.session_id = context.meta = None
-                del job, args
-                self._write_or_exit(frame)
-        except BaseException as exc:
-            report("internal error in a call thread", exc)
-            exit_now(ExitCode.INTERNAL_ERROR)
-
-    def _start_call(
-        self, call_id: int, command: Command, args: dict[str, object]
-    ) -> Frame:
-        """Run a plain call, unless a Cancel reached it while it waited."""
-        with self._state_lock:
-            self._waiting.discard(call_id)
-            revoked = call_id in self._revoked
-            if revoked:
-                self._revoked.discard(call_id)
-                self._in_flight -= 1
-        if revoked:
-            return encode(
-                Error(
-                    call_id,
-                    ErrorKind.CANCELLED.value,
-                    "Cancelled",
-                    f"command {command.name!r} was cancelled before it started",
-                    "",
-                )
-            )
-        return self._run_call(call_id, command, args)
+            if stream is None:
+                return self._run_call(call_id, command, args)
+            return self._run_stream(call_id, command, args, stream)
+        finally:
+            context.session_id = context.meta = None
 
     def _run_call(
         self, call_id: int, command: Command, args: dict[str, object]
@@ -396,8 +410,6 @@ class Runtime:
                 frame = self._encoding_error(
                     call_id, f"the result of command {command.name!r}", value, exc
                 )
-        with self._state_lock:
-            self._in_flight -= 1
         return frame
 
     def _run_stream(
@@ -412,8 +424,7 @@ class Runtime:
                 return self._exception_frame(call_id, exc)
             return self._pump(call_id, command, items, stream)
         finally:
-            with self._state_lock:
-                self._in_flight -= 1
+            with self._state:
                 self._streams.pop(call_id, None)
 
     def _pump(

@@ -199,7 +199,12 @@ class Driver:
         return reply
 
     def wait(self, timeout: float = TIMEOUT) -> int:
-        return self.proc.wait(timeout=timeout)
+        """Wait for the worker's exit and for its output to be drained (its
+        stdout and stderr end when it exits): return its exit status."""
+        code = self.proc.wait(timeout=timeout)
+        for thread in self.drainers:
+            thread.join(timeout=timeout)
+        return code
 
     @property
     def stderr(self) -> str:
@@ -500,12 +505,13 @@ def test_cancel_of_a_call_still_waiting_for_its_turn_skips_it(
     waiting = worker.submit("wait_for_file", path=str(tmp_path / "never"))
     worker.send(Cancel(waiting))
     worker.send(Ping(1))
-    assert isinstance(worker.recv(), Pong)  # the Cancel was read before the gate
-    gate.touch()
-    assert worker.recv() == Reply(running, f"saw {gate}")
-    reply = worker.recv()  # it never ran: it would have waited forever
+    reply = worker.recv()  # answered at once, while the first call still runs
     assert isinstance(reply, Error)
     assert (reply.id, reply.kind) == (waiting, ErrorKind.CANCELLED.value)
+    assert isinstance(worker.recv(), Pong)
+    gate.touch()
+    assert worker.recv() == Reply(running, f"saw {gate}")
+    # it never ran (it would have waited forever): the worker is free
     assert worker.call("ping") == Reply(waiting + 1, "pong")
 
 
