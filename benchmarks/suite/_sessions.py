@@ -7,8 +7,9 @@ startup section times), :meth:`Session.ready` (every worker has answered a call)
 
 The async contenders (snakepit, ``anyio.to_process``) run on an asyncio event
 loop in a background thread (an anyio blocking portal, as ``snakepit.start()``
-does for sync callers). A whole closed loop runs inside that loop: the main
-thread only waits for its end, so no call crosses threads.
+does for sync callers, on the same loop: uvloop when it is installed). A whole
+closed loop runs inside that loop: the main thread only waits for its end, so no
+call crosses threads.
 
 Tasks are named after the functions of ``_tasks``: peers call the function (from
 ``_tasks_numpy`` when the workers must have NumPy), snakepit the command of the
@@ -124,8 +125,13 @@ class _PortalSession(Session):
         self.workers = workers
         self.pids = set()
         self._stack = contextlib.ExitStack()
+        # the loop snakepit.start() runs for sync callers: uvloop when installed
+        from snakepit._sync import _backend_options
+
         self.portal = self._stack.enter_context(
-            start_blocking_portal(backend="asyncio")
+            start_blocking_portal(
+                backend="asyncio", backend_options=_backend_options("asyncio", None)
+            )
         )
 
     async def _call(self, task: Task, i: int) -> Any:
