@@ -34,12 +34,6 @@ STOP = ("snakepit", "request", "stop")
 EXCEPTION = ("snakepit", "request", "exception")
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Request spans live in the caller's task context: check both loops."""
-    return str(request.param)
-
-
 @pytest.fixture
 def provider() -> Iterator[TracerProvider]:
     """A parent-side provider exporting to memory, instrumented for the test."""

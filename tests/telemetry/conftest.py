@@ -1,29 +1,13 @@
-"""Fixtures for the telemetry tests: isolation of the global bus, anyio backends."""
+"""Fixtures for the telemetry tests: isolation of the global bus."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 
 import pytest
 
 from snakepit import telemetry
 from snakepit.telemetry import _bus
-
-_BACKENDS = [
-    pytest.param("asyncio"),
-    pytest.param(
-        "trio",
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec("trio") is None, reason="trio is not installed"
-        ),
-    ),
-]
-
-
-@pytest.fixture(params=_BACKENDS)
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture(autouse=True)
