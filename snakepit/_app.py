@@ -7,7 +7,7 @@ handle routes ``execute`` calls to pools by name.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from os import PathLike
@@ -146,6 +146,26 @@ class Snakepit:
         """:meth:`execute`, preferring the worker that served *session_id* last."""
         return await self.pool(pool).execute(
             command, args, timeout=timeout, session_id=session_id
+        )
+
+    async def map(
+        self,
+        command: str,
+        calls: Iterable[Mapping[str, Any]],
+        *,
+        pool: str | None = None,
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Run *command* once per argument map of *calls* on *pool*, in chunks;
+        return the results in order (see :meth:`snakepit.pool.Pool.map`)."""
+        return await self.pool(pool).map(
+            command,
+            calls,
+            chunksize=chunksize,
+            timeout=timeout,
+            return_exceptions=return_exceptions,
         )
 
     def execute_stream(

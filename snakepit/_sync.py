@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, final
 
@@ -121,6 +121,29 @@ class SyncSnakepit:
             timeout=timeout,
             session_id=session_id,
         )
+
+    def map(
+        self,
+        command: str,
+        calls: Iterable[Mapping[str, Any]],
+        *,
+        pool: str | None = None,
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Run *command* once per argument map of *calls*; block until every
+        result is in (see ``Snakepit.map``)."""
+        results: list[Any] = self._call(
+            self._app.map,
+            command,
+            list(calls),
+            pool=pool,
+            chunksize=chunksize,
+            timeout=timeout,
+            return_exceptions=return_exceptions,
+        )
+        return results
 
     def execute_in_session(
         self,

@@ -15,7 +15,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, final
 
@@ -34,25 +34,29 @@ from snakepit._registry import (
 from snakepit._service import running
 from snakepit.config import PoolConfig
 from snakepit.exceptions import (
+    ConfigError,
     PoolClosed,
     PoolSaturated,
     PoolUnavailable,
     QueueTimeout,
     RestartIntensityExceeded,
+    SerializationError,
+    SnakepitError,
     WorkerCrashed,
     WorkerNotFound,
     WorkerStartError,
 )
 from snakepit.lifecycle import RecycleReason, is_near, run_lifecycle
 from snakepit.profiles import profile_for
-from snakepit.protocol import Call, Frame, encode_frame
+from snakepit.protocol import Call, Error, Frame, encode_frame
 from snakepit.supervisor import ChildSpec, Restart, Strategy, Supervisor
+from snakepit.worker._dispatch import MAP_COMMAND
 
 from ._slot import RecycleTicket, WorkerSlot
 from ._spawn import worker_env
 from ._stream import ChunkStream
 from ._template import Template
-from ._worker import NotRun, Pending, WorkerProcess
+from ._worker import NotRun, Pending, WorkerProcess, remote_error
 
 __all__ = ("Pool", "open_pool")
 
@@ -734,6 +738,80 @@ class Pool:
         """:meth:`execute` with session affinity (a hint: any worker may serve)."""
         return await self.execute(command, args, timeout=timeout, session_id=session_id)
 
+    async def map(
+        self,
+        command: str,
+        calls: Iterable[Mapping[str, Any]],
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Run *command* once per argument map of *calls*; return the results in
+        order.
+
+        The calls travel in chunks, one request each (what ``multiprocessing``'s
+        ``Pool.map`` does): a worker runs a chunk's calls one after the other and
+        answers them in one reply, so a small call costs a fraction of a request.
+        Chunks are dispatched like any call (queue, timeouts, pipelining, a
+        crashed worker's chunks that never started go elsewhere).
+
+        Args:
+            command: a plain (not streaming) adapter command.
+            calls: its keyword arguments, one map per call.
+            chunksize: calls per chunk; default: the calls spread over four
+                chunks per unit of pool capacity.
+            timeout: seconds each chunk may run once dispatched (default: the
+                pool's ``request_timeout``).
+            return_exceptions: put each failed call's exception in its place in
+                the list instead of raising.
+
+        Raises:
+            ConfigError: *chunksize* is not a positive int.
+            SnakepitError: (unless *return_exceptions*) the first failure in
+                input order, once every call has resolved: a call's own
+                (``RemoteError``, ``InvalidArguments``...) or its chunk's
+                (``WorkerCrashed``, ``RequestTimeout``, ``SerializationError``,
+                ``PoolClosed``...).
+        """
+        items: list[dict[str, Any]] = [
+            _call_args(args, index) for index, args in enumerate(calls)
+        ]
+        if chunksize is None:
+            capacity = max(1, self.config.pool_size * self._capacity)
+            chunksize = max(1, math.ceil(len(items) / (4 * capacity)))
+        elif type(chunksize) is not int or chunksize < 1:
+            raise ConfigError(
+                f"map: chunksize must be a positive int, got {chunksize!r}"
+            )
+        results: list[Any] = [None] * len(items)
+        failed: list[int] = []
+
+        async def run_chunk(start: int) -> None:
+            chunk = items[start : start + chunksize]
+            try:
+                outcome = await self.execute(
+                    MAP_COMMAND, {"command": command, "calls": chunk}, timeout=timeout
+                )
+            except SnakepitError as exc:  # the chunk as a whole
+                for index in range(start, start + len(chunk)):
+                    results[index] = exc
+                failed.append(start)
+                return
+            results[start : start + len(chunk)] = outcome["values"]
+            for index, kind, type_name, message, trace in outcome["errors"]:
+                results[start + index] = remote_error(
+                    Error(0, kind, type_name, message, trace)
+                )
+                failed.append(start + index)
+
+        async with anyio.create_task_group() as tg:
+            for start in range(0, len(items), chunksize):
+                tg.start_soon(run_chunk, start)
+        if failed and not return_exceptions:
+            raise results[min(failed)]
+        return results
+
     def execute_stream(
         self,
         command: str,
@@ -798,6 +876,18 @@ class Pool:
             KeyError: no such worker serves now.
         """
         return self._workers[worker_id]
+
+
+def _call_args(args: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """One call's keyword arguments for :meth:`Pool.map`, as a plain dict."""
+    if type(args) is dict:
+        return args
+    if not isinstance(args, Mapping):
+        raise SerializationError(
+            f"map: call {index} is a {type(args).__name__}, not a mapping of "
+            "keyword arguments"
+        )
+    return dict(args)
 
 
 @asynccontextmanager

@@ -6,7 +6,8 @@ the command (``exception``). The check is a pair of set comparisons on the hot
 path; :meth:`inspect.Signature.bind` runs only to word the error.
 
 Every table also has the reserved command ``__snakepit_thread_safety_report__``;
-with a checker, the adapter's commands are wrapped by it (and only then).
+with a checker, the adapter's commands are wrapped by it (and only then). The
+reserved ``__snakepit_map__`` (``Pool.map``'s chunks) is the runtime's own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from ._safety import (
     ThreadSafetyChecker,
     checks_off_report,
 )
+
+#: Runs one plain command over a list of argument maps (see ``Runtime._run_map``).
+MAP_COMMAND = "__snakepit_map__"
 
 _POSITIONAL_ONLY = inspect.Parameter.POSITIONAL_ONLY
 _BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)

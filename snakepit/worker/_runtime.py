@@ -68,7 +68,7 @@ from snakepit.protocol import (
     encode_frame,
 )
 
-from ._dispatch import Command, CommandTable
+from ._dispatch import MAP_COMMAND, Command, CommandTable
 from ._options import ExitCode, WorkerOptions
 from ._report import (
     clip,
@@ -139,6 +139,7 @@ class Runtime:
         self._adapter = adapter
         self._options = options
         self._table = CommandTable(adapter, options, checker)
+        self._map = Command(MAP_COMMAND, self._run_map, False)
         self._max = options.max_frame_bytes
         self._write_lock = threading.Lock()
         self._said_bye = False
@@ -313,8 +314,11 @@ class Runtime:
             )
             return
         try:
-            command = self._table.get(name)
-            command.check(args)
+            if name == MAP_COMMAND:
+                command, args = self._map, _map_args(self._table, args)
+            else:
+                command = self._table.get(name)
+                command.check(args)
         except CommandNotFound as exc:
             self._send_error(
                 call_id, ErrorKind.COMMAND_NOT_FOUND.value, exc.remote_type, exc.message
@@ -412,6 +416,54 @@ class Runtime:
                 )
         return frame
 
+    def _run_map(self, command: Command, calls: list[dict[str, object]]) -> object:
+        """Run *command* once per argument map of *calls*, in order (a chunk of
+        ``Pool.map``). Each item fails alone: the values in order (None where an
+        item failed) and ``[index, kind, type, message, traceback]`` per failure.
+        """
+        values: list[object] = []
+        errors: list[list[object]] = []
+        for index, args in enumerate(calls):
+            value = None
+            if type(args) is not dict:
+                errors.append(
+                    [
+                        index,
+                        ErrorKind.INVALID_ARGUMENTS.value,
+                        "TypeError",
+                        f"map item {index} must be a map of arguments, got "
+                        f"{type(args).__name__}",
+                        "",
+                    ]
+                )
+            else:
+                try:
+                    command.check(args)
+                    value = command.func(**args)
+                except InvalidArguments as exc:
+                    errors.append(
+                        [
+                            index,
+                            ErrorKind.INVALID_ARGUMENTS.value,
+                            exc.remote_type,
+                            exc.message,
+                            "",
+                        ]
+                    )
+                except BaseException as exc:
+                    errors.append(
+                        [
+                            index,
+                            _EXCEPTION,
+                            type(exc).__name__,
+                            clip(safe_str(exc), _MAX_MESSAGE_CHARS),
+                            clip(format_traceback(exc, skip=1), _MAX_TRACEBACK_CHARS),
+                        ]
+                    )
+            values.append(value)
+            del value, args
+        return {"values": values, "errors": errors}
+
     def _run_stream(
         self, call_id: int, command: Command, args: dict[str, object], stream: _Stream
     ) -> bytes:
@@ -488,6 +540,34 @@ class Runtime:
             ),
             self._max,
         )
+
+
+def _map_args(table: CommandTable, args: dict[str, object]) -> dict[str, object]:
+    """Check a map chunk's arguments; return ``_run_map``'s (the command found).
+
+    Raises:
+        CommandNotFound: the adapter has no such command.
+        InvalidArguments: not ``{"command": str, "calls": list}``, or a stream.
+    """
+    name, calls = args.get("command"), args.get("calls")
+    if args.keys() != {"command", "calls"} or type(name) is not str:
+        raise InvalidArguments(
+            "TypeError", f"{MAP_COMMAND} takes command (a str) and calls (a list)"
+        )
+    if type(calls) is not list:
+        raise InvalidArguments(
+            "TypeError",
+            f"{MAP_COMMAND}: calls must be a list of argument maps, got "
+            f"{type(calls).__name__}",
+        )
+    command = table.get(name)
+    if command.stream:
+        raise InvalidArguments(
+            "TypeError",
+            f"command {name!r} streams its results; map runs plain commands "
+            "(use execute_stream for each call)",
+        )
+    return {"command": command, "calls": calls}
 
 
 def _write_parts(fd: int, parts: tuple[bytes, bytes]) -> None:
