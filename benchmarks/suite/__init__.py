@@ -3,7 +3,7 @@
 ``python -m benchmarks [--sections ...] [--quick] [--json PATH] [--contenders ...]``
 (also ``snakepit bench ...`` from a source checkout). See ``_cli`` for the options,
 each section module for what it measures (``smallcalls``: throughput and latency;
-``startup``, ``memory``, ``payload``, ``cpu``, ``recycle``).
+``batch``, ``startup``, ``memory``, ``payload``, ``cpu``, ``recycle``).
 
 How it stays fair and robust:
 

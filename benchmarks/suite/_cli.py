@@ -117,13 +117,18 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--calls",
         type=int,
-        help="timed calls per throughput/latency row (default 4000; quick 500)",
+        help="timed calls per throughput/latency row, items per batch map "
+        "(default 4000; quick 500)",
     )
-    p.add_argument("--warmup", type=int, help="untimed calls before them (default 300)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        help="untimed calls (or batch items) before them (default 300)",
+    )
     p.add_argument(
         "--workers",
         type=_int_list,
-        help="throughput/latency pool sizes (default 1,2,8; quick 1,2)",
+        help="throughput/latency/batch pool sizes (default 1,2,8; quick 1,2)",
     )
     p.add_argument(
         "--startup-workers",

@@ -21,6 +21,9 @@ EXECUTOR = "executor"  # concurrent.futures-style: submit() returns a future
 APPLY = "apply"  # multiprocessing.Pool-style: apply_async(callback=...)
 TO_PROCESS = "to_process"
 RAW = "raw"
+#: ``Contender.options["api"]`` of the batch section's contenders: one call maps
+#: the task over every item (``Pool.map``, ``starmap``, ``Executor.map``).
+MAP = "map"
 
 
 @attrs.frozen(kw_only=True)
@@ -90,6 +93,15 @@ SNAKEPIT_THREAD = Contender(
     family="snakepit",
     kind=SNAKEPIT,
     options={"profile": "thread", "threads": 2},
+)
+
+
+SNAKEPIT_PROCESS_MAP = Contender(
+    key="snakepit-process-map",
+    label="snakepit(process,map)",
+    family="snakepit",
+    kind=SNAKEPIT,
+    options={"profile": "process", "api": MAP},
 )
 
 
@@ -165,6 +177,30 @@ BILLIARD = Contender(
     options={"lib": "billiard"},
     requires=("billiard",),
 )
+#: The batch section's peers: each pool's own map, with its own chunking
+#: (``PPE(fork,map)`` passes mp.Pool's default chunksize: PPE's default is 1).
+MP_POOL_MAP = Contender(
+    key="mp-pool-map",
+    label="mp.Pool(map)",
+    family="mp.pool",
+    kind=APPLY,
+    options={"lib": "multiprocessing", "api": MAP},
+)
+PPE_FORK_MAP = Contender(
+    key="ppe-fork-map",
+    label="PPE(fork,map)",
+    family="ppe",
+    kind=EXECUTOR,
+    options={"lib": "ppe", "start_method": "fork", "api": MAP},
+)
+BILLIARD_MAP = Contender(
+    key="billiard-map",
+    label="billiard(map)",
+    family="billiard",
+    kind=APPLY,
+    options={"lib": "billiard", "api": MAP},
+    requires=("billiard",),
+)
 ANYIO_TO_PROCESS = Contender(
     key="to-process",
     label="anyio.to_process",
@@ -231,6 +267,7 @@ def all_contenders() -> list[Contender]:
         SNAKEPIT_PROCESS,
         SNAKEPIT_PIPELINED,
         SNAKEPIT_THREAD,
+        SNAKEPIT_PROCESS_MAP,
         *snakepit_by_start_method(),
         PPE_FORK,
         PPE_SPAWN,
@@ -240,6 +277,9 @@ def all_contenders() -> list[Contender]:
         LOKY,
         PEBBLE,
         BILLIARD,
+        MP_POOL_MAP,
+        PPE_FORK_MAP,
+        BILLIARD_MAP,
         ANYIO_TO_PROCESS,
         RAW_BLOCKING,
         RAW_PIPELINED,

@@ -23,7 +23,16 @@ FAILED = "failed"
 SKIPPED = "skipped"
 
 #: Every section, in the order they run.
-SECTIONS = ("throughput", "latency", "startup", "memory", "payload", "cpu", "recycle")
+SECTIONS = (
+    "throughput",
+    "latency",
+    "batch",
+    "startup",
+    "memory",
+    "payload",
+    "cpu",
+    "recycle",
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -33,7 +42,7 @@ class Settings:
     quick: bool = False
     rounds: int = 3
     numpy: bool = True
-    # throughput and latency: add(a, b)
+    # throughput, latency and batch: add(a, b)
     throughput_workers: tuple[int, ...] = (1, 2, 8)
     calls: int = 4_000
     warmup: int = 300

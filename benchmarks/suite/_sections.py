@@ -13,6 +13,7 @@ from types import ModuleType
 #: Job section -> module, in the order the suite runs them.
 MODULES = {
     "smallcalls": "benchmarks.suite.smallcalls",
+    "batch": "benchmarks.suite.batch",
     "startup": "benchmarks.suite.startup",
     "memory": "benchmarks.suite.memory",
     "payload": "benchmarks.suite.payload",

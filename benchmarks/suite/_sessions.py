@@ -3,7 +3,8 @@
 A section's job builds a session with :func:`make_session` (imports and
 preparation, untimed), then calls :meth:`Session.start` (the pool starts: what the
 startup section times), :meth:`Session.ready` (every worker has answered a call),
-:meth:`Session.closed_loop` (timed calls) and :meth:`Session.close`.
+:meth:`Session.closed_loop` (timed calls) or :meth:`Session.map` (one timed
+batch, through the pool's own map: the batch section) and :meth:`Session.close`.
 
 The async contenders (snakepit, ``anyio.to_process``) run on an asyncio event
 loop in a background thread (an anyio blocking portal, as ``snakepit.start()``
@@ -20,6 +21,7 @@ the same function again.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import multiprocessing
 import sys
@@ -39,7 +41,7 @@ from benchmarks.suite._contenders import (
     TO_PROCESS,
     Contender,
 )
-from benchmarks.suite._drivers import Done, Timing
+from benchmarks.suite._drivers import Done, Timing, check_failed
 
 if TYPE_CHECKING:
     from benchmarks.suite._rawpipe import RawPipeWorkers
@@ -55,6 +57,35 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "python_work": ("n",),
     "numpy_matmul": ("n",),
 }
+
+
+@attrs.frozen(kw_only=True)
+class MapTiming:
+    """One timed batch: *items* results in *elapsed_s*, through one map call with
+    *chunksize* (None: the pool chose). ``req_per_s`` is items per second."""
+
+    items: int
+    chunksize: int | None
+    elapsed_s: float
+    req_per_s: float
+
+    @classmethod
+    def of(cls, items: int, chunksize: int | None, elapsed_s: float) -> MapTiming:
+        return cls(
+            items=items,
+            chunksize=chunksize,
+            elapsed_s=elapsed_s,
+            req_per_s=items / elapsed_s,
+        )
+
+    def metrics(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def mp_pool_chunksize(items: int, workers: int) -> int:
+    """The chunksize ``multiprocessing.Pool.map`` picks when given none: about
+    four chunks per worker, ``ceil(items / (4 * workers))``."""
+    return max(1, -(-items // (4 * workers)))
 
 
 @attrs.frozen
@@ -89,8 +120,30 @@ class Session:
     ) -> Timing:
         raise NotImplementedError
 
+    def map(
+        self, task: Task, items: int, chunksize: int | None, timeout: float = 300.0
+    ) -> MapTiming:
+        """Run calls 0 to *items* - 1 as one batch, through the pool's own map
+        with *chunksize* (None: the pool's default); time it (the arguments are
+        built first, the results checked after, both untimed).
+
+        Raises:
+            CheckFailed: a result was wrong, or missing.
+            TimeoutError: the batch did not complete within *timeout*.
+        """
+        raise NotImplementedError(f"{self.contender.label} has no map here")
+
     def close(self, timeout: float = 60.0) -> None:
         raise NotImplementedError
+
+
+def _check_all(task: Task, results: Sequence[Any], items: int) -> None:
+    """Every result of a batch checked, in order (a short batch fails too)."""
+    for i, result in enumerate(results):
+        if not task.check(i, result):
+            raise check_failed(i, result)
+    if len(results) != items:
+        raise _drivers.CheckFailed(f"{len(results)} results for {items} items")
 
 
 def _tasks_module() -> Any:
@@ -212,6 +265,27 @@ class SnakepitSession(_PortalSession):
         return await self.pool.execute(
             task.name, dict(zip(names, task.args(i), strict=True))
         )
+
+    async def _map(
+        self, task: Task, items: int, chunksize: int | None, timeout: float
+    ) -> tuple[list[Any], float]:
+        import anyio
+
+        names = PARAMETERS[task.name]
+        batch = [dict(zip(names, task.args(i), strict=True)) for i in range(items)]
+        gc.collect()
+        with anyio.fail_after(timeout):
+            began = time.perf_counter()
+            results = await self.pool.map(task.name, batch, chunksize=chunksize)
+            return list(results), time.perf_counter() - began
+
+    def map(
+        self, task: Task, items: int, chunksize: int | None, timeout: float = 300.0
+    ) -> MapTiming:
+        # Timed on the loop, as closed_loop is: the portal's hop is not counted.
+        results, elapsed = self.portal.call(self._map, task, items, chunksize, timeout)
+        _check_all(task, results, items)
+        return MapTiming.of(items, chunksize, elapsed)
 
     def worker_pids(self) -> list[int]:
         """The pool's own account of its workers' pids."""
@@ -361,6 +435,23 @@ class ExecutorSession(_SyncSession):
         future: Any = self._start_call(function, args)
         future.add_done_callback(finished)
 
+    def map(
+        self, task: Task, items: int, chunksize: int | None, timeout: float = 300.0
+    ) -> MapTiming:
+        """``Executor.map(function, *columns, chunksize=)``, drained in full
+        (its results come lazily). pebble's map is another API: not here."""
+        if self.lib == "pebble":
+            raise NotImplementedError("pebble's map is not measured")
+        function = getattr(self.module, task.name)
+        columns = list(zip(*(task.args(i) for i in range(items)), strict=True))
+        extra = {} if chunksize is None else {"chunksize": chunksize}
+        gc.collect()
+        began = time.perf_counter()
+        results = list(self.executor.map(function, *columns, timeout=timeout, **extra))
+        elapsed = time.perf_counter() - began
+        _check_all(task, results, items)
+        return MapTiming.of(items, chunksize, elapsed)
+
     def close(self, timeout: float = 60.0) -> None:
         executor = self.executor
         if executor is None:
@@ -419,6 +510,20 @@ class ApplySession(_SyncSession):
             callback=lambda result: done(result, None),
             error_callback=lambda error: done(None, error),
         )
+
+    def map(
+        self, task: Task, items: int, chunksize: int | None, timeout: float = 300.0
+    ) -> MapTiming:
+        """``starmap_async(function, argument tuples, chunksize).get(timeout)``:
+        ``starmap`` with a bound wait."""
+        function = getattr(self.module, task.name)
+        batch = [tuple(task.args(i)) for i in range(items)]
+        gc.collect()
+        began = time.perf_counter()
+        results = self.pool.starmap_async(function, batch, chunksize).get(timeout)
+        elapsed = time.perf_counter() - began
+        _check_all(task, results, items)
+        return MapTiming.of(items, chunksize, elapsed)
 
     def close(self, timeout: float = 60.0) -> None:
         pool = self.pool
