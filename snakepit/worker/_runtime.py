@@ -411,10 +411,43 @@ class Runtime:
             try:
                 frame = encode_frame(Reply(call_id, value), self._max)
             except SerializationError as exc:
-                frame = self._encoding_error(
+                repaired = None
+                if command is self._map:  # a map chunk: only the bad calls fail
+                    repaired = self._map_reply(call_id, args, value)
+                frame = repaired or self._encoding_error(
                     call_id, f"the result of command {command.name!r}", value, exc
                 )
         return frame
+
+    def _map_reply(
+        self, call_id: int, args: dict[str, object], outcome: object
+    ) -> Frame | None:
+        """The reply of a map chunk some of whose results cannot be sent: each of
+        those calls fails alone (``result_encoding``), the others keep their
+        values. None if the chunk still cannot be sent (too large as a whole)."""
+        assert isinstance(outcome, dict)
+        values: list[object] = outcome["values"]
+        errors: list[list[object]] = outcome["errors"]
+        name = cast("Command", args["command"]).name
+        for index, value in enumerate(values):
+            try:
+                encode(Reply(call_id, value), self._max)
+            except SerializationError as exc:
+                values[index] = None
+                errors.append(
+                    [
+                        index,
+                        _RESULT_ENCODING,
+                        type(value).__name__,
+                        f"the result of command {name!r} (in a map) cannot be "
+                        f"sent: {exc} (a {type(value).__name__}: {describe(value)})",
+                        "",
+                    ]
+                )
+        try:
+            return encode_frame(Reply(call_id, outcome), self._max)
+        except SerializationError:
+            return None
 
     def _run_map(self, command: Command, calls: list[dict[str, object]]) -> object:
         """Run *command* once per argument map of *calls*, in order (a chunk of

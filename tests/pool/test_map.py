@@ -13,6 +13,7 @@ from snakepit.exceptions import (
     InvalidArguments,
     RemoteError,
     RequestTimeout,
+    ResultEncodingError,
     SerializationError,
     WorkerCrashed,
 )
@@ -144,3 +145,21 @@ async def test_cancelling_a_map_abandons_its_chunks() -> None:
     # four abandoned chunks (a span ended by the cancellation), one echo
     assert len(events.named(("snakepit", "request", "exception"))) == 4
     assert len(events.named(REQUEST_STOP)) == 1
+
+
+async def test_a_result_that_cannot_be_sent_fails_its_call_only() -> None:
+    basic = "tests.workers.basic:BasicAdapter"
+    with anyio.fail_after(30):
+        async with open_pool(adapter=basic, size=1, max_frame_bytes=1 << 16) as pool:
+            results = await pool.map(
+                "blob",
+                [{"size": 10}, {"size": 1 << 17}, {"size": 20}],  # one too large
+                chunksize=3,  # one chunk: its other calls keep their results
+                return_exceptions=True,
+            )
+            assert results[0] == b"x" * 10
+            assert isinstance(results[1], ResultEncodingError)
+            assert "command 'blob' (in a map) cannot be sent" in str(results[1])
+            assert results[2] == b"x" * 20
+            unsent = await pool.map("unencodable", [{}], return_exceptions=True)
+            assert isinstance(unsent[0], ResultEncodingError)
