@@ -754,7 +754,9 @@ class Pool:
         ``Pool.map`` does): a worker runs a chunk's calls one after the other and
         answers them in one reply, so a small call costs a fraction of a request.
         Chunks are dispatched like any call (queue, timeouts, pipelining, a
-        crashed worker's chunks that never started go elsewhere).
+        crashed worker's chunks that never started go elsewhere), as many at once
+        as the workers can take and as many again in the pool's queue: the rest
+        wait in ``map``, so a long map never fills ``max_queue_size``.
 
         Args:
             command: a plain (not streaming) adapter command.
@@ -805,9 +807,22 @@ class Pool:
                 )
                 failed.append(start + index)
 
+        # As many chunks in flight as the workers take at once, plus as many
+        # waiting in the pool's queue, already encoded, so a worker that ends a
+        # chunk starts the next at once; the others wait here, so a long map
+        # never fills the queue (max_queue_size).
+        starts = iter(range(0, len(items), chunksize))
+        taken = self.config.pool_size * self._capacity * self.config.pipeline_depth
+        lanes = taken + min(taken, self.config.max_queue_size)
+        lanes = max(1, min(math.ceil(len(items) / chunksize), lanes))
+
+        async def lane() -> None:
+            for start in starts:
+                await run_chunk(start)
+
         async with anyio.create_task_group() as tg:
-            for start in range(0, len(items), chunksize):
-                tg.start_soon(run_chunk, start)
+            for _ in range(lanes):
+                tg.start_soon(lane)
         if failed and not return_exceptions:
             raise results[min(failed)]
         return results

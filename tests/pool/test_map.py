@@ -136,13 +136,15 @@ async def test_cancelling_a_map_abandons_its_chunks() -> None:
     with anyio.fail_after(30), capture_events() as events:
         async with open_pool(adapter=CHAOS, size=2) as pool:
             with anyio.move_on_after(0.5) as scope:
-                await pool.map("sleep", [{"seconds": 30}] * 4, chunksize=1)
+                await pool.map("sleep", [{"seconds": 30}] * 8, chunksize=1)
             assert scope.cancelled_caught
-            # the running chunks' workers were replaced, the queued ones dropped
+            # the running chunks' workers were replaced; nothing was left queued
             reply = await pool.execute("echo", {"request_id": 1})
             assert reply["request_id"] == 1
             assert pool.get_stats()["queued"] == 0
-    # four abandoned chunks (a span ended by the cancellation), one echo
+    # two chunks ran (one per worker) and two waited in the queue: all four were
+    # abandoned (a span ended by the cancellation); the other four were never
+    # sent; then the echo
     assert len(events.named(("snakepit", "request", "exception"))) == 4
     assert len(events.named(REQUEST_STOP)) == 1
 
@@ -163,3 +165,14 @@ async def test_a_result_that_cannot_be_sent_fails_its_call_only() -> None:
             assert results[2] == b"x" * 20
             unsent = await pool.map("unencodable", [{}], return_exceptions=True)
             assert isinstance(unsent[0], ResultEncodingError)
+
+
+async def test_a_long_map_never_fills_the_pools_queue() -> None:
+    with anyio.fail_after(60):
+        async with open_pool(adapter=CHAOS, size=2, max_queue_size=2) as pool:
+            # 400 chunks of one call, with room for two in the queue
+            results = await pool.map(
+                "echo", [{"request_id": i} for i in range(400)], chunksize=1
+            )
+            assert [r["request_id"] for r in results] == list(range(400))
+            assert pool.get_stats()["saturated"] == 0
