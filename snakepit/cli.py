@@ -321,6 +321,7 @@ def _run(
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             # The control session comes first: its event ring and startup
             # progress see the first workers start; its socket outlives the pools.
+            # The metrics come before the pools too, so they count every start.
             async with (
                 open_control(
                     config,
@@ -328,9 +329,11 @@ def _run(
                     enabled=control,
                     progress=sys.stdout.isatty(),
                 ) as session,
+                _metrics(session.config, metrics) as late,
                 open_snakepit(session.config) as sp,
-                _metrics(sp, metrics),
             ):
+                if late is not None:
+                    late.app = sp  # the gauges read its stats from now on
                 await session.started(sp)  # ends the progress; serves the socket
                 for pool in sp.config.get_pool_configs():
                     print(
@@ -386,13 +389,15 @@ def _print_stats(sp: Any) -> None:
         print(f"stats: {pool.name}: {shown}", flush=True)
 
 
-def _metrics(sp: Any, metrics: tuple[str, int] | None) -> Any:
-    """``--metrics-port``: an async context manager serving *sp*'s Prometheus
-    metrics at (host, port) while the pools run (see ``snakepit.metrics``); a
-    no-op without the option, so prometheus-client stays optional."""
+def _metrics(config: Any, metrics: tuple[str, int] | None) -> Any:
+    """``--metrics-port``: an async context manager serving the Prometheus
+    metrics of the application *config* describes at (host, port), from before
+    its pools start (see ``snakepit.metrics``); it gives an object whose ``app``
+    the caller sets once the application runs. A no-op giving None without the
+    option, so prometheus-client stays optional."""
     if metrics is None:
         return contextlib.nullcontext()
     from snakepit.metrics import _cli_endpoint
 
     host, port = metrics
-    return _cli_endpoint(sp, host, port)
+    return _cli_endpoint(config, host, port)

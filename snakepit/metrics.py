@@ -592,25 +592,45 @@ def serve_metrics(
     return MetricsServer(metrics, server, thread)
 
 
+class _LateApp:
+    """An application's stand-in for metrics attached before it starts: its
+    configuration now, its stats once :attr:`app` is set (``snakepit run``)."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.app: Any = None
+
+    def get_stats(self, pool: str) -> dict[str, int]:
+        if self.app is None:
+            from snakepit.exceptions import NotStarted
+
+            raise NotStarted("the application is starting")
+        stats: dict[str, int] = self.app.get_stats(pool)
+        return stats
+
+
 @asynccontextmanager
-async def _cli_endpoint(app: object, host: str, port: int) -> AsyncIterator[None]:
-    """``snakepit run --metrics-port``: serve *app*'s metrics in the default
-    registry while the block runs, and print the URL to scrape.
+async def _cli_endpoint(config: Any, host: str, port: int) -> AsyncIterator[_LateApp]:
+    """``snakepit run --metrics-port``: serve the metrics of the application
+    *config* describes in the default registry while the block runs, and print
+    the URL to scrape. Entered before the application starts, so its first
+    workers' starts are counted; set the result's ``app`` once it has.
 
     Closing the server waits for its thread, so it is done in a worker thread,
     shielded: the CLI closes it while it is being cancelled.
     """
     import anyio
 
+    late = _LateApp(config)
     try:
-        server = serve_metrics(app, port=port, host=host)
+        server = serve_metrics(late, port=port, host=host)
     except (OSError, OverflowError) as exc:  # taken, or not a port at all
         raise SystemExit(
             f"snakepit: --metrics-port: cannot serve on {host}:{port}: {exc}"
         ) from exc
     try:
         print(f"metrics: {server.url}", flush=True)
-        yield
+        yield late
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(server.close)

@@ -494,6 +494,37 @@ def test_snakepit_run_serves_metrics(tmp_path: Path) -> None:
     assert "stopped: every worker has exited" in output, stderr
 
 
+def test_snakepit_run_counts_the_first_workers_starts(tmp_path: Path) -> None:
+    """The metrics are attached before the pools start: the first workers'
+    starts are counted (they were missed when attached after)."""
+    config = tmp_path / "snakepit.toml"
+    config.write_text('[[pools]]\nname = "web"\npool_size = 2\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakepit", "run", str(config), "--metrics-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+    )
+    assert proc.stdout is not None
+    lines = Lines(proc.stdout)
+    try:
+        url = lines.until(lambda line: line.startswith("metrics: ")).split()[1]
+        lines.until(lambda line: line.startswith("serving"))
+        samples = fetch(url)
+        assert total(samples, "snakepit_worker_starts_total", pool="web") == 2
+        assert total(samples, "snakepit_workers", pool="web") >= 2  # the gauges too
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        lines.rest()
+        proc.stdout.close()
+
+
 def test_snakepit_run_exits_when_the_metrics_port_is_taken(tmp_path: Path) -> None:
     config = tmp_path / "snakepit.toml"
     config.write_text('[[pools]]\nname = "web"\npool_size = 1\n')
