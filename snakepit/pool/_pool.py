@@ -779,15 +779,16 @@ class Pool:
         items: list[dict[str, Any]] = [
             _call_args(args, index) for index, args in enumerate(calls)
         ]
+        capacity = self.config.pool_size * self._capacity
         if chunksize is None:
-            capacity = max(1, self.config.pool_size * self._capacity)
             chunksize = max(1, math.ceil(len(items) / (4 * capacity)))
         elif type(chunksize) is not int or chunksize < 1:
             raise ConfigError(
                 f"map: chunksize must be a positive int, got {chunksize!r}"
             )
+        # A result is never an exception (msgpack carries none): the exceptions
+        # in the list are the failures.
         results: list[Any] = [None] * len(items)
-        failed: list[int] = []
 
         async def run_chunk(start: int) -> None:
             chunk = items[start : start + chunksize]
@@ -796,23 +797,19 @@ class Pool:
                     MAP_COMMAND, {"command": command, "calls": chunk}, timeout=timeout
                 )
             except SnakepitError as exc:  # the chunk as a whole
-                for index in range(start, start + len(chunk)):
-                    results[index] = exc
-                failed.append(start)
+                results[start : start + len(chunk)] = [exc] * len(chunk)
                 return
             results[start : start + len(chunk)] = outcome["values"]
-            for index, kind, type_name, message, trace in outcome["errors"]:
-                results[start + index] = remote_error(
-                    Error(0, kind, type_name, message, trace)
-                )
-                failed.append(start + index)
+            for record in outcome["errors"]:  # Error fields, the index as id
+                error = Error(*record)
+                results[start + error.id] = remote_error(error)
 
         # As many chunks in flight as the workers take at once, plus as many
         # waiting in the pool's queue, already encoded, so a worker that ends a
         # chunk starts the next at once; the others wait here, so a long map
         # never fills the queue (max_queue_size).
         starts = iter(range(0, len(items), chunksize))
-        taken = self.config.pool_size * self._capacity * self.config.pipeline_depth
+        taken = capacity * self.config.pipeline_depth
         lanes = taken + min(taken, self.config.max_queue_size)
         lanes = max(1, min(math.ceil(len(items) / chunksize), lanes))
 
@@ -823,8 +820,10 @@ class Pool:
         async with anyio.create_task_group() as tg:
             for _ in range(lanes):
                 tg.start_soon(lane)
-        if failed and not return_exceptions:
-            raise results[min(failed)]
+        if not return_exceptions:
+            for result in results:
+                if isinstance(result, SnakepitError):
+                    raise result  # the first failure in input order
         return results
 
     def execute_stream(

@@ -414,7 +414,7 @@ class Runtime:
                 repaired = None
                 if command is self._map:  # a map chunk: only the bad calls fail
                     repaired = self._map_reply(call_id, args, value)
-                frame = repaired or self._encoding_error(
+                frame = repaired or self._encoding_frame(
                     call_id, f"the result of command {command.name!r}", value, exc
                 )
         return frame
@@ -427,23 +427,14 @@ class Runtime:
         values. None if the chunk still cannot be sent (too large as a whole)."""
         assert isinstance(outcome, dict)
         values: list[object] = outcome["values"]
-        errors: list[list[object]] = outcome["errors"]
-        name = cast("Command", args["command"]).name
+        errors: list[Error] = outcome["errors"]
+        what = f"the result of command {cast('Command', args['command']).name!r}"
         for index, value in enumerate(values):
             try:
                 encode(Reply(call_id, value), self._max)
             except SerializationError as exc:
                 values[index] = None
-                errors.append(
-                    [
-                        index,
-                        _RESULT_ENCODING,
-                        type(value).__name__,
-                        f"the result of command {name!r} (in a map) cannot be "
-                        f"sent: {exc} (a {type(value).__name__}: {describe(value)})",
-                        "",
-                    ]
-                )
+                errors.append(_encoding_error(index, f"{what} (in a map)", value, exc))
         try:
             return encode_frame(Reply(call_id, outcome), self._max)
         except SerializationError:
@@ -452,47 +443,34 @@ class Runtime:
     def _run_map(self, command: Command, calls: list[dict[str, object]]) -> object:
         """Run *command* once per argument map of *calls*, in order (a chunk of
         ``Pool.map``). Each item fails alone: the values in order (None where an
-        item failed) and ``[index, kind, type, message, traceback]`` per failure.
+        item failed), and per failure the fields of its ``Error``, with the
+        item's index in place of the call id.
         """
         values: list[object] = []
-        errors: list[list[object]] = []
+        errors: list[Error] = []
         for index, args in enumerate(calls):
             value = None
-            if type(args) is not dict:
-                errors.append(
-                    [
-                        index,
-                        ErrorKind.INVALID_ARGUMENTS.value,
+            try:
+                if type(args) is not dict:
+                    raise InvalidArguments(
                         "TypeError",
                         f"map item {index} must be a map of arguments, got "
                         f"{type(args).__name__}",
+                    )
+                command.check(args)
+                value = command.func(**args)
+            except InvalidArguments as exc:
+                errors.append(
+                    Error(
+                        index,
+                        ErrorKind.INVALID_ARGUMENTS.value,
+                        exc.remote_type,
+                        exc.message,
                         "",
-                    ]
+                    )
                 )
-            else:
-                try:
-                    command.check(args)
-                    value = command.func(**args)
-                except InvalidArguments as exc:
-                    errors.append(
-                        [
-                            index,
-                            ErrorKind.INVALID_ARGUMENTS.value,
-                            exc.remote_type,
-                            exc.message,
-                            "",
-                        ]
-                    )
-                except BaseException as exc:
-                    errors.append(
-                        [
-                            index,
-                            _EXCEPTION,
-                            type(exc).__name__,
-                            clip(safe_str(exc), _MAX_MESSAGE_CHARS),
-                            clip(format_traceback(exc, skip=1), _MAX_TRACEBACK_CHARS),
-                        ]
-                    )
+            except BaseException as exc:
+                errors.append(_exception_error(index, exc))
             values.append(value)
             del value, args
         return {"values": values, "errors": errors}
@@ -531,7 +509,7 @@ class Runtime:
                 chunk = encode_frame(Chunk(call_id, item), self._max)
             except SerializationError as exc:
                 _close(items)
-                return self._encoding_error(
+                return self._encoding_frame(
                     call_id, f"chunk {count} of command {command.name!r}", item, exc
                 )
             del item
@@ -541,24 +519,12 @@ class Runtime:
     # --- Error frames ---
 
     def _exception_frame(self, call_id: int, exc: BaseException) -> bytes:
-        return self._error_frame(
-            Error(
-                call_id,
-                _EXCEPTION,
-                type(exc).__name__,
-                clip(safe_str(exc), _MAX_MESSAGE_CHARS),
-                clip(format_traceback(exc, skip=1), _MAX_TRACEBACK_CHARS),
-            )
-        )
+        return self._error_frame(_exception_error(call_id, exc))
 
-    def _encoding_error(
+    def _encoding_frame(
         self, call_id: int, what: str, value: object, exc: SerializationError
     ) -> bytes:
-        type_name = type(value).__name__
-        message = f"{what} cannot be sent: {exc} (a {type_name}: {describe(value)})"
-        return self._error_frame(
-            Error(call_id, _RESULT_ENCODING, type_name, message, "")
-        )
+        return self._error_frame(_encoding_error(call_id, what, value, exc))
 
     def _error_frame(self, error: Error) -> bytes:
         """Encode *error*, shrinking it until it fits in a frame."""
@@ -573,6 +539,26 @@ class Runtime:
             ),
             self._max,
         )
+
+
+def _exception_error(call_id: int, exc: BaseException) -> Error:
+    """The ``Error`` of a command that raised *exc* (caught one frame below)."""
+    return Error(
+        call_id,
+        _EXCEPTION,
+        type(exc).__name__,
+        clip(safe_str(exc), _MAX_MESSAGE_CHARS),
+        clip(format_traceback(exc, skip=1), _MAX_TRACEBACK_CHARS),
+    )
+
+
+def _encoding_error(
+    call_id: int, what: str, value: object, exc: SerializationError
+) -> Error:
+    """The ``Error`` of *what* (a result or a chunk), *value*, that cannot be sent."""
+    type_name = type(value).__name__
+    message = f"{what} cannot be sent: {exc} (a {type_name}: {describe(value)})"
+    return Error(call_id, _RESULT_ENCODING, type_name, message, "")
 
 
 def _map_args(table: CommandTable, args: dict[str, object]) -> dict[str, object]:
