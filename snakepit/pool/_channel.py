@@ -68,7 +68,6 @@ class FrameWriter:
         "_backlog",
         "_broken",
         "_closed",
-        "_drained",
         "_fd",
         "_on_broken",
         "_wake",
@@ -79,7 +78,6 @@ class FrameWriter:
         self._on_broken = on_broken
         self._backlog: collections.deque[memoryview] = collections.deque()
         self._wake = anyio.Event()
-        self._drained = anyio.Event()
         self._broken: OSError | None = None
         self._closed = False
 
@@ -119,8 +117,6 @@ class FrameWriter:
             written = 0
         if self._backlog:
             self._wake.set()
-            if self._drained.is_set():
-                self._drained = anyio.Event()
 
     async def run(self) -> None:
         """Flush the backlog as the pipe drains, until closed or broken."""
@@ -134,12 +130,6 @@ class FrameWriter:
                     return  # closed under us: close() dropped the backlog
                 if not self._flush():
                     return
-            self._drained.set()
-
-    async def drain(self) -> None:
-        """Wait until the backlog is in the pipe (or the pipe is closed)."""
-        while self._backlog and not self._closed and self._broken is None:
-            await self._drained.wait()
 
     def _flush(self) -> bool:
         """Write as much of the backlog as the pipe takes; False once broken."""
@@ -168,7 +158,6 @@ class FrameWriter:
             self._broken = exc
             self._backlog.clear()
             self._wake.set()
-            self._drained.set()
             self._on_broken(exc)
 
     def close(self) -> None:
@@ -178,7 +167,6 @@ class FrameWriter:
         self._closed = True
         self._backlog.clear()
         self._wake.set()
-        self._drained.set()
         anyio.notify_closing(self._fd)
         os.close(self._fd)
 

@@ -29,10 +29,13 @@ async def test_frames_arrive_whole_and_in_order_when_the_pipe_is_full() -> None:
     frames.insert(3, encode_frame(Reply(99, "small")))
     expected = b"".join(f if isinstance(f, bytes) else f[0] + f[1] for f in frames)
     received = bytearray()
+    complete = threading.Event()  # every byte has left the writer
 
     def drain() -> None:
         while chunk := os.read(read_fd, 65536):
             received.extend(chunk)
+            if len(received) == len(expected):
+                complete.set()
 
     broken: list[OSError] = []
     writer = FrameWriter(write_fd, broken.append)
@@ -44,7 +47,7 @@ async def test_frames_arrive_whole_and_in_order_when_the_pipe_is_full() -> None:
                 writer.write(frame)
             assert writer.backlog_bytes > 0
             reader.start()
-            await writer.drain()
+            assert await anyio.to_thread.run_sync(complete.wait, 30)
             assert writer.backlog_bytes == 0
             writer.close()
             tg.cancel_scope.cancel()
