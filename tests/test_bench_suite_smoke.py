@@ -3,7 +3,8 @@
 One subprocess runs a small selection with ``--quick``; its JSON must hold
 positive measurements for snakepit and the raw-pipe baseline, a peer that is not
 installed must be reported as skipped (CI has no loky), and nothing the suite
-started may survive it. The suite's building blocks get a few direct tests.
+started may survive it. A second run does the same for the ``batch`` section (the
+pools' maps). The suite's building blocks get a few direct tests.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 from benchmarks.suite._contenders import all_contenders, select, split_names
 from benchmarks.suite._drivers import CheckFailed, closed_loop_sync
 from benchmarks.suite._frames import FrameReader, encode, write_all
+from benchmarks.suite.batch import ITEMS_PER_CALL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,12 +45,28 @@ def _processes_marked(marker: str) -> list[psutil.Process]:
     return found
 
 
-def test_quick_suite_measures_snakepit_and_the_raw_pipe(tmp_path: Path) -> None:
-    marker = uuid.uuid4().hex
+def _marked_env(marker: str) -> dict[str, str]:
+    """The suite's environment: this checkout importable, and *marker* for
+    :func:`_processes_marked`."""
     env = dict(os.environ, SNAKEPIT_BENCH_SMOKE=marker)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), env.get("PYTHONPATH")) if p
     )
+    return env
+
+
+def _kill_marked(marker: str) -> list[psutil.Process]:
+    """Kill what the suite left behind; return it (the test fails on it)."""
+    left = _processes_marked(marker)
+    for leftover in left:
+        leftover.kill()
+    psutil.wait_procs(left, timeout=5)
+    return left
+
+
+def test_quick_suite_measures_snakepit_and_the_raw_pipe(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    env = _marked_env(marker)
     out = tmp_path / "suite.json"
     proc = subprocess.run(
         [
@@ -130,10 +148,68 @@ def test_quick_suite_measures_snakepit_and_the_raw_pipe(tmp_path: Path) -> None:
         else:
             assert all(r["status"] == "ok" for r in loky), loky
     finally:
-        left = _processes_marked(marker)
-        for leftover in left:
-            leftover.kill()
-        psutil.wait_procs(left, timeout=5)
+        left = _kill_marked(marker)
+    assert not left, [p.pid for p in left]
+
+
+def test_quick_batch_section_measures_the_maps_and_the_raw_pipe(
+    tmp_path: Path,
+) -> None:
+    """The batch section end to end at 2 workers, tiny: a positive, checked
+    measurement for each map and the raw pipe, the summary lines, no survivor."""
+    marker = uuid.uuid4().hex
+    env = _marked_env(marker)
+    labels = ["mp.Pool(map)", "raw-pipe(pipelined)", "snakepit(process,map)"]
+    contenders = "mp-pool-map,raw-pipe,snakepit-process-map"
+    out = tmp_path / "batch.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--sections",
+            "batch",
+            "--quick",
+            "--contenders",
+            contenders,
+            "--workers",
+            "2",
+            "--calls",
+            "200",
+            "--warmup",
+            "20",
+            "--no-numpy",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "## batch" in proc.stdout, proc.stdout
+        records: list[dict[str, Any]] = json.loads(out.read_text())
+        assert records[0]["section"] == "run"
+        rows = records[1:]
+        assert {r["contender"] for r in rows} == set(labels), rows
+        for row in rows:
+            assert row["section"] == "batch", row
+            assert row["status"] == "ok", row
+            assert row["params"]["workers"] == 2, row
+            assert row["metrics"]["req_per_s"] > 0, row
+            assert not row["metrics"].get("leaked_processes"), row
+        mapped = [r for r in rows if r["contender"] != "raw-pipe(pipelined)"]
+        assert all(r["metrics"]["items"] == 200 * ITEMS_PER_CALL for r in mapped), (
+            mapped
+        )
+        for peer in ("best peer excluding raw-pipe", "raw-pipe(pipelined)"):
+            assert f"snakepit(process,map) vs {peer}: " in proc.stdout, proc.stdout
+    finally:
+        left = _kill_marked(marker)
     assert not left, [p.pid for p in left]
 
 

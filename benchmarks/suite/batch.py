@@ -43,7 +43,7 @@ from benchmarks.suite._contenders import (
 from benchmarks.suite._model import Job, Record, Settings, best, find
 from benchmarks.suite._plan import Config, interleaved
 from benchmarks.suite._sessions import mp_pool_chunksize, opened
-from benchmarks.suite.smallcalls import ADD, HIGH_INFLIGHT
+from benchmarks.suite.smallcalls import ADD, HIGH_INFLIGHT, focus_workers, is_peer
 
 NAME = "batch"
 SECTIONS = ("batch",)
@@ -202,20 +202,11 @@ def table(records: Sequence[Record], settings: Settings) -> str:
     return _report.render(headers, rows, _report.notes(find(records, "batch")))
 
 
-def _focus_workers(settings: Settings) -> int:
-    return 2 if 2 in settings.throughput_workers else settings.throughput_workers[-1]
-
-
-def _is_peer(label: str) -> bool:
-    contender = next((c for c in CONTENDERS if c.label == label), None)
-    return contender is not None and contender.kind not in (SNAKEPIT, RAW)
-
-
 def summary(records: Sequence[Record], settings: Settings) -> list[str]:
     """snakepit's map against PPE(fork,map), the best peer's map and
     raw-pipe(pipelined), at 2 workers (ratios of req/s: above 1, snakepit is
     faster)."""
-    workers = _focus_workers(settings)
+    workers = focus_workers(settings)
     rows = [r for r in find(records, "batch", workers=workers) if r.ok]
 
     def rate_of(label: str) -> float | None:
@@ -225,7 +216,7 @@ def summary(records: Sequence[Record], settings: Settings) -> list[str]:
     ours = rate_of(REFERENCE)
     if ours is None:
         return [f"(no {REFERENCE} row at workers={workers})"]
-    top = best([r for r in rows if _is_peer(r.contender)], "req_per_s")
+    top = best([r for r in rows if is_peer(r.contender, CONTENDERS)], "req_per_s")
     others = [
         (PPE_FORK_MAP.label, rate_of(PPE_FORK_MAP.label), ""),
         (

@@ -224,19 +224,21 @@ def table(records: Sequence[Record], section: str, settings: Settings) -> str:
     return _report.render(headers, rows, _report.notes(find(records, section)))
 
 
-def _focus_workers(settings: Settings) -> int:
+def focus_workers(settings: Settings) -> int:
+    """The pool size the summaries compare at: 2 workers, if measured."""
     return 2 if 2 in settings.throughput_workers else settings.throughput_workers[-1]
 
 
-def _is_peer(label: str) -> bool:
-    contender = next((c for c in CONTENDERS if c.label == label), None)
+def is_peer(label: str, contenders: Sequence[Contender] = CONTENDERS) -> bool:
+    """Whether the row *label* is a peer's (not snakepit's, not the raw pipe)."""
+    contender = next((c for c in contenders if c.label == label), None)
     return contender is not None and contender.kind not in (SNAKEPIT, RAW)
 
 
 def throughput_summary(records: Sequence[Record], settings: Settings) -> list[str]:
     """snakepit against PPE(fork), the best peer and raw-pipe(pipelined), at 2
     workers and in-flight 64 (ratios of req/s: above 1, snakepit is faster)."""
-    workers = _focus_workers(settings)
+    workers = focus_workers(settings)
     rows = [r for r in find(records, "throughput", workers=workers) if r.ok]
 
     def rate_of(label: str) -> float | None:
@@ -244,7 +246,7 @@ def throughput_summary(records: Sequence[Record], settings: Settings) -> list[st
         return found.metrics["req_per_s"] if found else None
 
     where = f"workers={workers}, in-flight {HIGH_INFLIGHT}"
-    top = best([r for r in rows if _is_peer(r.contender)], "req_per_s")
+    top = best([r for r in rows if is_peer(r.contender)], "req_per_s")
     others = [
         ("ProcessPoolExecutor(fork)", rate_of(PPE_FORK.label)),
         (
@@ -272,7 +274,7 @@ def throughput_summary(records: Sequence[Record], settings: Settings) -> list[st
 def latency_summary(records: Sequence[Record], settings: Settings) -> list[str]:
     """snakepit's p50 at in-flight 1 against the best peer's and raw-pipe's
     (ratios of p50: below 1, snakepit answers sooner)."""
-    workers = _focus_workers(settings)
+    workers = focus_workers(settings)
     rows = [r for r in find(records, "latency", workers=workers) if r.ok]
 
     def p50_of(label: str) -> float | None:
@@ -285,7 +287,7 @@ def latency_summary(records: Sequence[Record], settings: Settings) -> list[str]:
     lines = [
         f"p50 at workers={workers}, in-flight 1: {REFERENCE} {_report.ms(ours)} ms"
     ]
-    peers = {r.contender: p50_of(r.contender) for r in rows if _is_peer(r.contender)}
+    peers = {r.contender: p50_of(r.contender) for r in rows if is_peer(r.contender)}
     known = {k: v for k, v in peers.items() if v is not None}
     others = []
     if known:
