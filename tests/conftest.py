@@ -9,6 +9,7 @@ import psutil
 import pytest
 from hypothesis import settings
 
+from snakepit.testing import _end_leftovers, _identity
 from tests.chaos._ledger import ChaosHeadline
 
 # Examples are bounded by their own work, not by the clock: on a loaded 2-core CI
@@ -42,23 +43,15 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(autouse=True)
 def _no_child_left_behind() -> Iterator[None]:
-    """Fail a test that leaves a child process of the test process alive.
+    """Fail a test that leaves a child process of the test process alive: the
+    pytest plugin's own check (``snakepit_no_leaks``), on every test.
 
     Processes that are already exiting get a bounded wait on their exit (not a
     sleep); whatever is still alive then is killed and reported.
     """
-    yield
     me = psutil.Process(os.getpid())
-    children = me.children(recursive=True)
-    if not children:
-        return
-    _, alive = psutil.wait_procs(children, timeout=3.0)
-    if alive:
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=3.0)
-        described = ", ".join(f"{p.pid}" for p in alive)
-        pytest.fail(f"test left child processes behind: {described}")
+    before = {_identity(p) for p in me.children(recursive=True)}
+    yield
+    leaked = _end_leftovers(me, before, timeout=3.0)
+    if leaked:
+        pytest.fail(f"test left child processes behind: {', '.join(leaked)}")
