@@ -4,7 +4,6 @@ it refuses bad names and existing files."""
 from __future__ import annotations
 
 import ast
-import importlib.metadata
 from pathlib import Path
 
 import pytest
@@ -15,30 +14,11 @@ import snakepit.pool
 import snakepit.telemetry  # noqa: F401
 from snakepit._new_adapter import adapter_class_name, write_adapter
 from snakepit.cli import main
+from tests._pytester import backends, plugin_args
 
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def backends() -> int:
-    """How many anyio backends each async test of a user runs on (anyio's
-    plugin runs them on every installed backend)."""
-    try:
-        from anyio.pytest_plugin import get_available_backends
-    except ImportError:  # older anyio: asyncio only
-        return 1
-    return len(get_available_backends())
-
-
-def plugin_args() -> list[str]:
-    """``-p snakepit.testing``, unless snakepit is installed: then its entry point
-    loads the plugin already, and naming it again would register it twice."""
-    installed = any(
-        ep.name == "snakepit"
-        for ep in importlib.metadata.entry_points(group="pytest11")
-    )
-    return [] if installed else ["-p", "snakepit.testing"]
 
 
 def test_the_skeleton_passes_its_own_tests(pytester: pytest.Pytester) -> None:

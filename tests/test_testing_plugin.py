@@ -8,7 +8,6 @@ be ours: each leak test checks that the leftover is gone afterwards.
 from __future__ import annotations
 
 import configparser
-import importlib.metadata
 import os
 import re
 import signal
@@ -26,30 +25,11 @@ import snakepit.exceptions
 import snakepit.pool
 import snakepit.supervisor
 import snakepit.telemetry  # noqa: F401
+from tests._pytester import backends, plugin_args
 
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def backends() -> int:
-    """How many anyio backends each async test of a user runs on (anyio's
-    plugin runs them on every installed backend)."""
-    try:
-        from anyio.pytest_plugin import get_available_backends
-    except ImportError:  # older anyio: asyncio only
-        return 1
-    return len(get_available_backends())
-
-
-def plugin_args() -> list[str]:
-    """``-p snakepit.testing``, unless snakepit is installed: then its entry point
-    loads the plugin already, and naming it again would register it twice."""
-    installed = any(
-        ep.name == "snakepit"
-        for ep in importlib.metadata.entry_points(group="pytest11")
-    )
-    return [] if installed else ["-p", "snakepit.testing"]
 
 
 @pytest.fixture
