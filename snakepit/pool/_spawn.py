@@ -24,7 +24,12 @@ from anyio.abc import Process
 import snakepit
 from snakepit.config import PoolConfig
 from snakepit.profiles import profile_for
-from snakepit.worker import ThreadSafetyChecks, WorkerOptions, command_line
+from snakepit.worker import (
+    ThreadSafetyChecks,
+    WorkerOptions,
+    command_line,
+    worker_flags,
+)
 
 from ._channel import enlarge_pipe
 from ._template import Template, TemplateChild
@@ -130,13 +135,16 @@ async def spawn_worker(
             run_id=run_id,
             thread_safety_checks=ThreadSafetyChecks(config.thread_safety_checks),
         )
-        argv = command_line(options, python=config.python_executable or sys.executable)
         process: Process | TemplateChild
         if template is not None:
-            process = await _fork_worker(template, argv, env, request_read, reply_write)
+            process = await _fork_worker(
+                template, worker_flags(options), env, request_read, reply_write
+            )
         else:
             process = await anyio.open_process(
-                argv,
+                command_line(
+                    options, python=config.python_executable or sys.executable
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -160,19 +168,19 @@ async def spawn_worker(
 
 async def _fork_worker(
     template: Template,
-    argv: list[str],
+    flags: list[str],
     env: Mapping[str, str],
     request_read: int,
     reply_write: int,
 ) -> TemplateChild:
-    """Have *template* fork the worker *argv* would start. It gets the same
-    protocol pipes, plus stdout and stderr pipes made here, since a fork has no
-    ``subprocess`` to make them."""
+    """Have *template* fork the worker ``python -m snakepit.worker FLAGS`` would
+    start. It gets the same protocol pipes, plus stdout and stderr pipes made
+    here, since a fork has no ``subprocess`` to make them."""
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     try:
         return await template.fork(
-            argv[argv.index("snakepit.worker") + 1 :],
+            flags,
             env,
             (request_read, reply_write, out_write, err_write),
             (out_read, err_read),

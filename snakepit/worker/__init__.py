@@ -15,11 +15,13 @@ from ._options import ExitCode as ExitCode
 from ._options import ThreadSafetyChecks as ThreadSafetyChecks
 from ._options import WorkerOptions as WorkerOptions
 from ._options import command_line as command_line
+from ._options import worker_flags as worker_flags
 from ._safety import THREAD_SAFETY_REPORT_COMMAND as THREAD_SAFETY_REPORT_COMMAND
 
 __all__ = (
     "main",
     "command_line",
+    "worker_flags",
     "WorkerOptions",
     "ExitCode",
     "ThreadSafetyChecks",

@@ -140,10 +140,13 @@ def command_line(options: WorkerOptions, *, python: str | None = None) -> list[s
 
     .. versionadded:: 0.1
     """
+    return [python or sys.executable, "-m", "snakepit.worker", *worker_flags(options)]
+
+
+def worker_flags(options: WorkerOptions) -> list[str]:
+    """The flags of :func:`command_line` alone: what a worker forked from a
+    template is given in place of its own command line."""
     argv = [
-        python or sys.executable,
-        "-m",
-        "snakepit.worker",
         "--adapter",
         options.adapter,
         "--fds",
