@@ -15,7 +15,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, final
 
@@ -50,18 +50,22 @@ from snakepit.lifecycle import RecycleReason, is_near, run_lifecycle
 from snakepit.profiles import profile_for
 from snakepit.protocol import Call, Error, Frame, encode_frame
 from snakepit.supervisor import ChildSpec, Restart, Strategy, Supervisor
+from snakepit.telemetry import Span
+from snakepit.telemetry._span import QUIET_SPAN, QuietSpan, span_listened
 from snakepit.worker._dispatch import MAP_COMMAND
 
+from ._signal import Signal, loop_clock, new_signal
 from ._slot import RecycleTicket, WorkerSlot
 from ._spawn import worker_env
 from ._stream import ChunkStream
 from ._template import Template
-from ._worker import NotRun, Pending, WorkerProcess, remote_error
+from ._worker import NotRun, Pending, Recalled, WorkerProcess, remote_error
 
 __all__ = ("Pool", "open_pool")
 
 logger = logging.getLogger("snakepit.pool")
 
+_E_REQUEST = ("snakepit", "request")
 _E_SATURATED = ("snakepit", "pool", "saturated")
 _E_QUEUE_TIMEOUT = ("snakepit", "pool", "queue_timeout")
 _E_RESTARTED = ("snakepit", "worker", "restarted")
@@ -89,7 +93,7 @@ class _Waiter:
 
     session_id: str | None
     command: str
-    event: anyio.Event = attrs.Factory(anyio.Event)
+    event: Signal = attrs.Factory(new_signal)
     #: (request id, frame, pending) of a queued plain call.
     call: tuple[int, Frame, Pending] | None = None
     worker: WorkerProcess | None = None
@@ -141,6 +145,8 @@ class Pool:
         self._template: Template | None = None
         profile = profile_for(config.worker_profile)()
         self._capacity = profile.capacity(config.threads_per_worker)
+        #: Calls are sent ahead to busy workers, so idle ones may take them back.
+        self._pipelining = config.pipeline_depth > 1
         self._kill_on_abandon = profile.kill_on_abandon
         self._workers: dict[str, WorkerProcess] = {}
         self._queue: collections.deque[_Waiter] = collections.deque()
@@ -163,6 +169,8 @@ class Pool:
         self._broken: BaseException | None = None
         self._last_start_failure: WorkerStartError | None = None
         self._changed = anyio.Event()
+        #: anyio.current_time, as the backend reads it (found once in _serve).
+        self._clock: Callable[[], float] = anyio.current_time
         self._stats = dict.fromkeys(
             (
                 "requests",
@@ -203,6 +211,7 @@ class Pool:
             await self._serve(task_status)
 
     async def _serve(self, task_status: TaskStatus[Pool]) -> None:
+        self._clock = loop_clock()
         try:
             async with anyio.create_task_group() as tg:
                 sup_done = anyio.Event()
@@ -318,6 +327,9 @@ class Pool:
         self._workers[worker.id] = worker
         self._live.add(worker)
         self._serve_queue(worker)
+        if self._pipelining and not self._queue:
+            for _ in range(worker.capacity - worker.load):
+                self._recall_for(worker)
         self._notify()
 
     def _worker_gone(self, worker: WorkerProcess) -> None:
@@ -350,9 +362,12 @@ class Pool:
                     break
         return best
 
-    def _take_free(self, session_id: str | None) -> WorkerProcess | None:
-        """Take a worker with room now, unless callers already queue (FIFO)."""
-        if self._queue:
+    def _take_free(
+        self, session_id: str | None, first: bool = False
+    ) -> WorkerProcess | None:
+        """Take a worker with room now, unless callers already queue (FIFO) and
+        this call is not *first* (a recalled call: it was sent once already)."""
+        if self._queue and not first:
             return None
         worker = self._pick(session_id)
         return None if worker is None else self._take(worker, session_id)
@@ -372,14 +387,17 @@ class Pool:
                 self._sessions.popitem(last=False)
         return worker
 
-    async def _acquire(self, session_id: str | None, command: str) -> WorkerProcess:
-        """Wait for a worker with free capacity and take one unit of it."""
+    async def _acquire(
+        self, session_id: str | None, command: str, first: bool = False
+    ) -> WorkerProcess:
+        """Wait for a worker with free capacity and take one unit of it (*first*:
+        ahead of the queue, see :meth:`_take_free`)."""
         self._check_open()
-        worker = self._take_free(session_id)
+        worker = self._take_free(session_id, first)
         if worker is not None:
             return worker
         waiter = _Waiter(session_id, command)
-        self._enqueue(waiter)
+        self._enqueue(waiter, first)
         try:
             await waiter.event.wait()  # bounded: see _expire_queue
         except BaseException:
@@ -398,22 +416,24 @@ class Pool:
         frame: Frame,
         session_id: str | None,
         limit: float,
-        span: telemetry.Span,
+        span: Span | QuietSpan,
+        first: bool = False,
     ) -> Any:
         """Send a plain call to a free worker, or queue it encoded; return its
-        outcome (see :meth:`execute`)."""
+        outcome (see :meth:`execute`). *first*: ahead of the queue (a recalled
+        call)."""
         self._check_open()
-        worker = self._take_free(session_id)
+        worker = self._take_free(session_id, first)
         if worker is None and limit != math.inf:
             # The call's own timeout runs from when it is sent, so its caller
             # must wake up then: take a worker, then call.
-            worker = await self._acquire(session_id, command)
+            worker = await self._acquire(session_id, command, first)
         if worker is not None:
             span.set_metadata(worker_id=worker.id)
             return await worker.call(req_id, command, frame, limit)
         pending = Pending(command)
         waiter = _Waiter(session_id, command, pending.event, (req_id, frame, pending))
-        self._enqueue(waiter)
+        self._enqueue(waiter, first)
         try:
             await pending.event.wait()  # bounded: see _expire_queue
         except BaseException:
@@ -430,9 +450,10 @@ class Pool:
         span.set_metadata(worker_id=worker.id)
         return worker.outcome(pending)
 
-    def _enqueue(self, waiter: _Waiter) -> None:
-        """Queue *waiter*, or raise PoolSaturated if the queue is full."""
-        if len(self._queue) >= self.config.max_queue_size:
+    def _enqueue(self, waiter: _Waiter, first: bool = False) -> None:
+        """Queue *waiter* (*first*: at the head), or raise PoolSaturated if the
+        queue is full."""
+        if len(self._queue) >= self.config.max_queue_size and not first:
             self._stats["saturated"] += 1
             telemetry.execute(
                 _E_SATURATED,
@@ -449,11 +470,18 @@ class Pool:
             )
         if not self._queue:
             self._queue_filled.set()
-        waiter.queued_at = anyio.current_time()
-        self._queue.append(waiter)
+        waiter.queued_at = self._clock()
+        if first:
+            # Deadlines must follow queue order (see _expire_queue): the head's
+            # wait counts from no later than the call it overtakes.
+            if self._queue:
+                waiter.queued_at = min(waiter.queued_at, self._queue[0].queued_at)
+            self._queue.appendleft(waiter)
+        else:
+            self._queue.append(waiter)
 
     def _queue_timed_out(self, waiter: _Waiter) -> QueueTimeout:
-        waited = anyio.current_time() - waiter.queued_at
+        waited = self._clock() - waiter.queued_at
         self._stats["queue_timeouts"] += 1
         telemetry.execute(
             _E_QUEUE_TIMEOUT,
@@ -481,7 +509,7 @@ class Pool:
                 continue
             head = queue[0]
             deadline = head.queued_at + timeout
-            if anyio.current_time() < deadline:
+            if self._clock() < deadline:
                 await anyio.sleep_until(deadline)
                 continue
             queue.popleft()
@@ -519,6 +547,8 @@ class Pool:
                 if rss is not None and rss >= self._memory_threshold:
                     self.request_recycle(worker, RecycleReason.MEMORY_THRESHOLD)
         self._serve_queue(worker)
+        if self._pipelining and worker.load < worker.capacity and not self._queue:
+            self._recall_for(worker)
 
     # --- Lifecycle (used by the slots and snakepit.lifecycle) ---
 
@@ -652,6 +682,20 @@ class Pool:
                 pending.failure = exc
                 pending.event.set()
 
+    def _recall_for(self, idle: WorkerProcess) -> None:
+        """*idle* has a free unit and nothing waits in the queue: take back, for
+        it, a call sent ahead to the worker with the most of them, so no call
+        waits behind a long one while a worker idles (see ``pipeline_depth``).
+        Called once per unit freed, so it takes back at most one call per unit."""
+        victim: WorkerProcess | None = None
+        surplus = 0
+        for worker in self._live:
+            ahead = worker.load - worker.capacity
+            if ahead > surplus and worker is not idle:
+                victim, surplus = worker, ahead
+        if victim is not None:
+            victim.recall()
+
     def _fail_queue(self, error: BaseException) -> None:
         while self._queue:
             waiter = self._queue.popleft()
@@ -697,9 +741,12 @@ class Pool:
             PoolClosed: the pool is shutting down.
         """
         limit = self.config.effective_request_timeout if timeout is None else timeout
-        with telemetry.span(
-            ("snakepit", "request"), {"pool": self.config.name, "command": command}
-        ) as span:
+        span: Span | QuietSpan = QUIET_SPAN
+        if span_listened(_E_REQUEST):
+            span = telemetry.span(
+                _E_REQUEST, {"pool": self.config.name, "command": command}
+            )
+        with span:
             span.set_metadata(worker_id=None, success=False)
             try:
                 req_id = self._next_id()
@@ -709,18 +756,23 @@ class Pool:
                     Call(req_id, command, payload, session_id, None, collect()),
                     self.config.max_frame_bytes,
                 )
-                for attempt in range(_MAX_REDISPATCH):
+                attempts = 0
+                first = False
+                while True:
                     try:
                         result = await self._call(
-                            req_id, command, frame, session_id, limit, span
+                            req_id, command, frame, session_id, limit, span, first
                         )
+                    except Recalled:
+                        first = True  # taken back for an idle worker: resend
+                        continue
                     except NotRun as exc:
-                        if attempt + 1 == _MAX_REDISPATCH:
+                        attempts += 1
+                        if attempts == _MAX_REDISPATCH:
                             raise exc.error from None
                         continue  # it never ran: send it to another worker
                     span.set_metadata(success=True)
                     return result
-                raise AssertionError("unreachable")  # pragma: no cover
             except BaseException:
                 self._count_error()
                 raise

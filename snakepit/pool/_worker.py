@@ -64,6 +64,7 @@ from snakepit.protocol import (
 from snakepit.worker import ExitCode
 
 from ._channel import BrokenChannel, FrameWriter, read_pipe
+from ._signal import Signal, new_signal
 from ._spawn import Spawned, spawn_worker
 from ._template import Template
 
@@ -105,17 +106,27 @@ class NotRun(SnakepitError):
         self.error = error
 
 
+class Recalled(NotRun):
+    """Internal: the call was taken back before it started, for a worker that
+    fell idle (see :meth:`WorkerProcess.recall`); send it again, first."""
+
+    def __init__(self) -> None:
+        super().__init__(PoolClosed("the call was recalled before it started"))
+
+
 @attrs.define(eq=False)
 class Pending:
     """A call in flight: where its outcome goes."""
 
     command: str
-    event: anyio.Event = attrs.Factory(anyio.Event)
+    event: Signal = attrs.Factory(new_signal)
     value: Any = None
     error: Error | None = None
     failure: BaseException | None = None
     #: For streams: where chunks go (a chunk, or a _Failure, then the stream closes).
     chunks: MemoryObjectSendStream[Any] | None = None
+    #: Taken back for an idle worker (see WorkerProcess.recall).
+    recalled: bool = False
 
 
 @attrs.frozen
@@ -609,6 +620,10 @@ class WorkerProcess:
         elif isinstance(message, Error):
             pending = self._finish(message.id)
             if pending is not None:
+                if pending.recalled and message.kind == "cancelled":
+                    pending.failure = Recalled()  # skipped, as asked: send again
+                    pending.event.set()
+                    return
                 pending.error = message
                 if pending.chunks is not None:
                     failure = remote_error(message)
@@ -815,6 +830,26 @@ class WorkerProcess:
             if position >= self.capacity:
                 return False
             if pending_id == req_id:
+                return True
+        return False
+
+    def recall(self) -> bool:
+        """Take back the newest call sent ahead (pipelined, not started): ask the
+        worker to skip it, for a worker that fell idle. Return whether one was.
+
+        If the worker skips it, its caller gets :class:`Recalled` and sends it
+        again, ahead of the pool's queue; if the call started meanwhile, it runs
+        here and answers as usual. Streams are never recalled.
+        """
+        position = len(self._pending)
+        for req_id in reversed(self._pending):
+            position -= 1
+            if position < self.capacity:
+                return False  # the first ``capacity`` calls may have started
+            pending = self._pending[req_id]
+            if pending.chunks is None and not pending.recalled:
+                pending.recalled = True
+                self.cancel_soon(req_id)
                 return True
         return False
 

@@ -138,3 +138,36 @@ def span(event_prefix: EventName, metadata: Mapping[str, object] | None = None) 
     .. versionadded:: 0.1
     """
     return Span(event_prefix, {} if metadata is None else dict(metadata))
+
+
+def span_listened(event_prefix: EventName) -> bool:
+    """Internal: whether any event of a span named *event_prefix* would reach
+    anyone (a handler or an observer) now.
+
+    A hot path that opens a span per call asks first and uses :data:`QUIET_SPAN`
+    when nobody listens, skipping the span's clock readings and metadata. (A
+    handler attached while such a block runs sees no end event for it, as it
+    would have seen no start event.)
+    """
+    start, stop, exception = _names(event_prefix)
+    return is_listened(start) or is_listened(stop) or is_listened(exception)
+
+
+@typing.final
+class QuietSpan:
+    """A span nobody listens to: the :class:`Span` interface, doing nothing."""
+
+    __slots__ = ()
+
+    def set_metadata(self, **values: object) -> None:
+        pass
+
+    def __enter__(self) -> QuietSpan:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+#: Internal: stands for a :class:`Span` whose events nobody listens to.
+QUIET_SPAN = QuietSpan()

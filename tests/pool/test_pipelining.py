@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from snakepit.exceptions import RequestTimeout, WorkerCrashed
-from snakepit.pool import open_pool
+from snakepit.pool import WorkerProcess, open_pool
 from snakepit.telemetry import capture_events
 
 pytestmark = pytest.mark.anyio
@@ -124,3 +124,78 @@ async def test_a_queued_call_with_a_timeout_is_bounded_from_when_it_is_sent() ->
                     await pool.execute("hang", timeout=0.2)  # queued, then sent
             await events.wait_for(RESTARTED)  # the process worker was replaced
             assert (await pool.execute("echo", {"request_id": 3}))["request_id"] == 3
+
+
+async def test_a_call_sent_ahead_is_taken_back_for_a_worker_that_falls_idle() -> None:
+    """A call waiting behind a long one on its worker does not wait for it: the
+    other worker, once idle, takes it back (the long call keeps running)."""
+    replies: dict[str, Any] = {}
+    both_answered = anyio.Event()
+
+    async def call(name: str, pool: Any, command: str, args: Any) -> None:
+        replies[name] = await pool.execute(command, args)
+        if {"a", "b"} <= replies.keys():
+            both_answered.set()
+
+    with anyio.fail_after(30):
+        async with (
+            open_pool(adapter=CHAOS, size=2, pipeline_depth=2) as pool,
+            anyio.create_task_group() as tg,
+        ):
+            # one long and one short call, one on each worker ...
+            tg.start_soon(call, "long", pool, "sleep", {"seconds": 60})
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(call, "short", pool, "sleep", {"seconds": 0.2})
+            await anyio.wait_all_tasks_blocked()
+            # ... then one call sent ahead behind each of them
+            for name in ("a", "b"):
+                tg.start_soon(call, name, pool, "echo", {"request_id": name})
+                await anyio.wait_all_tasks_blocked()
+            assert [w["load"] for w in pool.worker_stats()] == [2, 2]
+            with anyio.fail_after(10):  # far less than the long call's 60 s
+                await both_answered.wait()
+            assert "long" not in replies
+            long_pid = next(w["pid"] for w in pool.worker_stats() if w["load"])
+            tg.cancel_scope.cancel()  # the long call: its worker is replaced
+    # both ran on the worker that was free, and each exactly once
+    assert replies["a"]["pid"] == replies["b"]["pid"] != long_pid
+    assert replies["short"]["slept"] == 0.2
+
+
+async def test_calls_of_mixed_lengths_sent_ahead_each_get_one_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Calls are taken back and sent again as workers fall idle, with answers
+    racing the takebacks: every call still gets exactly its own answer."""
+    results: dict[int, Any] = {}
+    recalled = 0
+    recall = WorkerProcess.recall
+
+    def counted(self: WorkerProcess) -> bool:
+        nonlocal recalled
+        took = recall(self)
+        recalled += took
+        return took
+
+    monkeypatch.setattr(WorkerProcess, "recall", counted)
+
+    async def call(pool: Any, i: int) -> None:
+        if i % 7 == 0:  # a longer call now and then
+            reply = await pool.execute("sleep", {"seconds": 0.02})
+            assert reply["slept"] == 0.02
+        else:
+            reply = await pool.execute("echo", {"request_id": i})
+            assert reply["request_id"] == i
+        assert i not in results
+        results[i] = reply
+
+    with anyio.fail_after(60):
+        async with open_pool(adapter=CHAOS, size=3, pipeline_depth=3) as pool:
+            for burst in range(10):
+                async with anyio.create_task_group() as tg:
+                    for i in range(burst * 40, burst * 40 + 40):
+                        tg.start_soon(call, pool, i)
+            assert pool.get_stats()["load"] == 0
+            assert pool.get_stats()["errors"] == 0
+    assert sorted(results) == list(range(400))
+    assert recalled > 0  # the takebacks this test is about did happen
