@@ -6,7 +6,10 @@ This is the hot path of every call, so it avoids what costs more than the pipe:
   task, with no lock and no await. Only what the pipe does not take at once goes to
   a backlog of memoryviews (no copy of a large payload), flushed in order by
   :meth:`FrameWriter.run` as the pipe drains. Frames never interleave, because a
-  frame is only written directly when the backlog is empty.
+  frame is only written directly when the backlog is empty. While *corked* (the
+  parent dispatching a batch of replies, each of which may send the worker its
+  next call), frames collect in the backlog and go out in one ``os.writev``, which
+  also wakes the worker once for all of them.
 - :func:`read_pipe` hands every chunk read from the reply pipe to a callback. On
   asyncio it uses the loop's pipe transport, whose reader stays registered and
   calls back from the selector loop, so no task wakes up to read; elsewhere (trio)
@@ -68,6 +71,7 @@ class FrameWriter:
         "_backlog",
         "_broken",
         "_closed",
+        "_corked",
         "_fd",
         "_on_broken",
         "_wake",
@@ -80,6 +84,7 @@ class FrameWriter:
         self._wake = anyio.Event()
         self._broken: OSError | None = None
         self._closed = False
+        self._corked = False
 
     @property
     def backlog_bytes(self) -> int:
@@ -96,7 +101,7 @@ class FrameWriter:
         if self._closed or self._broken is not None:
             raise BrokenChannel("the request pipe is closed") from self._broken
         parts: tuple[bytes, ...] = frame if isinstance(frame, tuple) else (frame,)
-        if self._backlog:
+        if self._backlog or self._corked:
             self._backlog.extend(map(memoryview, parts))
             return
         try:
@@ -117,6 +122,24 @@ class FrameWriter:
             written = 0
         if self._backlog:
             self._wake.set()
+
+    def cork(self) -> None:
+        """Hold the frames written from now on until :meth:`uncork`."""
+        self._corked = True
+
+    def uncork(self) -> None:
+        """Write the frames held since :meth:`cork` (one ``os.writev`` if the
+        pipe takes them); :meth:`run` writes what it does not. Never raises: a
+        broken pipe is reported to ``on_broken``."""
+        self._corked = False
+        if (
+            self._backlog
+            and not self._closed
+            and self._broken is None
+            and self._flush()
+            and self._backlog
+        ):
+            self._wake.set()  # the pipe is full: run() writes the rest
 
     async def run(self) -> None:
         """Flush the backlog as the pipe drains, until closed or broken."""

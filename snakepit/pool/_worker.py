@@ -557,10 +557,14 @@ class WorkerProcess:
         """Dispatch the worker's messages as they arrive, until end of file."""
         assert self._spawned is not None
         decoder = FrameDecoder(self.config.max_frame_bytes)
+        writer = self._writer
+        assert writer is not None
 
         def on_data(data: bytes) -> None:
             if self._protocol_failure is not None:
                 return  # poisoned: the worker is being killed; drain to EOF
+            # The calls these replies free room for go out in one write.
+            writer.cork()
             try:
                 for message in decoder.feed(data):
                     self._dispatch(message)
@@ -572,6 +576,8 @@ class WorkerProcess:
                 logger.exception("worker %s: dispatching a reply failed", self.id)
                 self._protocol_failure = ProtocolError(f"internal error: {exc!r}")
                 self._kill("protocol_error")
+            finally:
+                writer.uncork()
 
         try:
             await read_pipe(self._spawned.reply_fd, on_data)

@@ -71,6 +71,43 @@ async def test_a_write_to_a_pipe_nobody_reads_breaks_the_channel_once() -> None:
     writer.close()
 
 
+async def test_frames_written_while_corked_leave_together_at_uncork() -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    broken: list[OSError] = []
+    writer = FrameWriter(write_fd, broken.append)
+    frames = [encode(Reply(i, "x" * i)) for i in range(5)]
+    writer.cork()
+    for frame in frames:
+        writer.write(frame)
+    with pytest.raises(BlockingIOError):
+        os.read(read_fd, 65536)  # held back: nothing was written yet
+    writer.uncork()
+    assert os.read(read_fd, 65536) == b"".join(frames)  # in order, all at once
+    assert writer.backlog_bytes == 0
+    writer.write(frames[0])  # uncorked: written at once again
+    assert os.read(read_fd, 65536) == frames[0]
+    writer.close()
+    os.close(read_fd)
+    assert broken == []
+
+
+async def test_uncorking_into_a_closed_pipe_reports_it_and_does_not_raise() -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    os.close(read_fd)
+    broken: list[OSError] = []
+    writer = FrameWriter(write_fd, broken.append)
+    writer.cork()
+    writer.write(encode(Reply(1, 1)))  # held: the break is not seen yet
+    writer.uncork()
+    assert [type(exc) for exc in broken] == [BrokenPipeError]
+    with pytest.raises(BrokenChannel):
+        writer.write(encode(Reply(2, 2)))
+    writer.close()
+
+
 async def test_read_pipe_hands_over_every_byte_until_end_of_file() -> None:
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)
