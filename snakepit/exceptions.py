@@ -140,7 +140,14 @@ class ProtocolError(SnakepitError):
 
     The channel is poisoned: the worker is replaced, and every call in flight on it
     fails with this error.
+
+    Attributes:
+        decoded: when raised by a frame decoder, the messages it completed
+            before the bad frame, in order: they were good, and are the caller's
+            to act on (a reply that came just before garbage is still a reply).
     """
+
+    decoded: tuple[object, ...] = ()
 
 
 class ProtocolVersionMismatch(ProtocolError):

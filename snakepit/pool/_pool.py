@@ -54,6 +54,7 @@ from snakepit.telemetry import Span
 from snakepit.telemetry._span import QUIET_SPAN, QuietSpan, span_listened
 from snakepit.worker._dispatch import MAP_COMMAND
 
+from ._ahead import CallTimes
 from ._signal import Signal, loop_clock, new_signal
 from ._slot import RecycleTicket, WorkerSlot
 from ._spawn import worker_env
@@ -147,6 +148,8 @@ class Pool:
         self._capacity = profile.capacity(config.threads_per_worker)
         #: Calls are sent ahead to busy workers, so idle ones may take them back.
         self._pipelining = config.pipeline_depth > 1
+        #: Which commands are short enough to send calls ahead behind them.
+        self._call_times = CallTimes() if self._pipelining else None
         self._kill_on_abandon = profile.kill_on_abandon
         self._workers: dict[str, WorkerProcess] = {}
         self._queue: collections.deque[_Waiter] = collections.deque()
@@ -301,6 +304,7 @@ class Pool:
         worker.slot = slot
         worker.registry = self._registry
         worker.template = self._template
+        worker.call_times = self._call_times
         limit = self.config.worker_max_requests
         jitter = self.config.worker_max_requests_jitter
         worker.max_requests = limit + random.randint(0, jitter) if jitter else limit
@@ -356,9 +360,12 @@ class Pool:
                 return worker
         best: WorkerProcess | None = None
         for worker in self._workers.values():
-            if worker.load < worker.limit and (best is None or worker.load < best.load):
+            load = worker.load
+            if load < worker.limit and (best is None or load < best.load):
+                if load >= worker.capacity and not worker.may_send_ahead():
+                    continue  # busy with a call that may be long
                 best = worker
-                if worker.load == 0:
+                if load == 0:
                     break
         return best
 
@@ -668,6 +675,8 @@ class Pool:
 
     def _serve_queue(self, worker: WorkerProcess) -> None:
         while self._queue and worker.load < worker.limit and worker.accepting:
+            if worker.load >= worker.capacity and not worker.may_send_ahead():
+                break  # busy with a call that may be long
             waiter = self._queue.popleft()
             if waiter.gone:
                 continue
@@ -856,13 +865,12 @@ class Pool:
                 error = Error(*record)
                 results[start + error.id] = remote_error(error)
 
-        # As many chunks in flight as the workers take at once, plus as many
+        # As many chunks in flight as the workers run at once, plus as many
         # waiting in the pool's queue, already encoded, so a worker that ends a
         # chunk starts the next at once; the others wait here, so a long map
         # never fills the queue (max_queue_size).
         starts = iter(range(0, len(items), chunksize))
-        taken = capacity * self.config.pipeline_depth
-        lanes = taken + min(taken, self.config.max_queue_size)
+        lanes = capacity + min(capacity, self.config.max_queue_size)
         lanes = max(1, min(math.ceil(len(items) / chunksize), lanes))
 
         async def lane() -> None:

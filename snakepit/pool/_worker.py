@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import attrs
@@ -63,6 +63,7 @@ from snakepit.protocol import (
 )
 from snakepit.worker import ExitCode
 
+from ._ahead import CallTimes
 from ._channel import BrokenChannel, FrameWriter, read_pipe
 from ._signal import Signal, new_signal
 from ._spawn import Spawned, spawn_worker
@@ -127,6 +128,8 @@ class Pending:
     chunks: MemoryObjectSendStream[Any] | None = None
     #: Taken back for an idle worker (see WorkerProcess.recall).
     recalled: bool = False
+    #: When it was sent, if nothing was ahead of it (it is timed: see _ahead).
+    sent_at: float | None = None
 
 
 @attrs.frozen
@@ -239,6 +242,8 @@ class WorkerProcess:
         self.registry: RunRegistry | None = None
         #: The template to fork this worker from (``start_method="template"``).
         self.template: Template | None = None
+        #: Where calls that started at once are timed (set by a pipelining pool).
+        self.call_times: CallTimes | None = None
 
     def __repr__(self) -> str:
         return (
@@ -570,6 +575,8 @@ class WorkerProcess:
                     self._dispatch(message)
             except ProtocolError as exc:
                 logger.error("worker %s sent an invalid frame: %s", self.id, exc)
+                for good in exc.decoded:  # what came before the garbage
+                    self._dispatch(cast("Message | Undecodable", good))
                 self._protocol_failure = exc
                 self._kill("protocol_error")
             except Exception as exc:  # a bug of ours: never leave a call hanging
@@ -680,6 +687,8 @@ class WorkerProcess:
         pending = self._pending.pop(req_id, None)
         if pending is None:
             return None  # a late reply to a call that was given up on: dropped
+        if pending.sent_at is not None and self.call_times is not None:
+            self.call_times.observe(pending.command, time.monotonic() - pending.sent_at)
         self.requests += 1
         self._on_release(self)
         return pending
@@ -739,6 +748,8 @@ class WorkerProcess:
         """
         if self._dead:
             raise self._crashed()
+        if self.call_times is not None and len(self._pending) < self.capacity:
+            pending.sent_at = time.monotonic()  # nothing ahead of it: time it
         self._pending[req_id] = pending
         try:
             self._write(frame)
@@ -838,6 +849,19 @@ class WorkerProcess:
             if pending_id == req_id:
                 return True
         return False
+
+    def may_send_ahead(self) -> bool:
+        """Whether a call may be sent ahead to this busy worker: every call on it
+        is of a command known to be short, and none has been running long (see
+        :mod:`snakepit.pool._ahead`)."""
+        times = self.call_times
+        if times is None:
+            return False
+        now = time.monotonic()
+        return all(
+            times.may_wait_behind(pending.command, pending.sent_at, now)
+            for pending in self._pending.values()
+        )
 
     def recall(self) -> bool:
         """Take back the newest call sent ahead (pipelined, not started): ask the

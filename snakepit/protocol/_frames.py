@@ -309,7 +309,8 @@ class FrameDecoder:
         Raises:
             FrameTooLarge: a header announced more than ``max_frame_bytes``.
             ProtocolError: a body was not a valid message, or the decoder was
-                already poisoned.
+                already poisoned. Its ``decoded`` holds the messages this call
+                completed before the bad frame.
         """
         if self._error is not None:
             raise ProtocolError(
@@ -346,6 +347,7 @@ class FrameDecoder:
         except ProtocolError as exc:
             self._error = exc
             self._buf = bytearray()
+            exc.decoded = tuple(messages)
             raise
         if source is buf and pos:
             del buf[:pos]

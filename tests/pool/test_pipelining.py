@@ -8,7 +8,8 @@ import anyio
 import pytest
 
 from snakepit.exceptions import RequestTimeout, WorkerCrashed
-from snakepit.pool import WorkerProcess, open_pool
+from snakepit.pool import WorkerProcess, _ahead, open_pool
+from snakepit.pool._ahead import CallTimes
 from snakepit.telemetry import capture_events
 
 pytestmark = pytest.mark.anyio
@@ -17,6 +18,14 @@ CHAOS = "snakepit.adapters.chaos:ChaosAdapter"
 RESTARTED = ("snakepit", "worker", "restarted")
 
 
+@pytest.fixture
+def every_command_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls may be sent ahead behind any call: the tests of what happens to
+    calls sent ahead use long commands, which the pool would not send ahead."""
+    monkeypatch.setattr(CallTimes, "may_wait_behind", lambda *args: True)
+
+
+@pytest.mark.usefixtures("every_command_short")
 async def test_a_busy_worker_gets_its_next_calls_in_advance() -> None:
     with anyio.fail_after(30):
         for depth, queued in ((1, 2), (3, 0)):
@@ -32,6 +41,7 @@ async def test_a_busy_worker_gets_its_next_calls_in_advance() -> None:
                 assert pool.worker_stats()[0]["capacity"] == 1
 
 
+@pytest.mark.usefixtures("every_command_short")
 async def test_every_pipelined_call_gets_its_own_answer() -> None:
     results: dict[int, Any] = {}
 
@@ -48,6 +58,7 @@ async def test_every_pipelined_call_gets_its_own_answer() -> None:
     assert results == {i: (i, [i] * i) for i in range(300)}
 
 
+@pytest.mark.usefixtures("every_command_short")
 async def test_calls_queued_behind_a_crash_never_ran_and_are_sent_again() -> None:
     outcomes: dict[str, Any] = {}
 
@@ -81,6 +92,7 @@ async def test_calls_queued_behind_a_crash_never_ran_and_are_sent_again() -> Non
 
 
 @pytest.mark.parametrize("how", ["timeout", "cancelled"])
+@pytest.mark.usefixtures("every_command_short")
 async def test_giving_up_on_a_call_behind_a_long_one_spares_the_worker(
     how: str,
 ) -> None:
@@ -126,6 +138,7 @@ async def test_a_queued_call_with_a_timeout_is_bounded_from_when_it_is_sent() ->
             assert (await pool.execute("echo", {"request_id": 3}))["request_id"] == 3
 
 
+@pytest.mark.usefixtures("every_command_short")
 async def test_a_call_sent_ahead_is_taken_back_for_a_worker_that_falls_idle() -> None:
     """A call waiting behind a long one on its worker does not wait for it: the
     other worker, once idle, takes it back (the long call keeps running)."""
@@ -162,6 +175,7 @@ async def test_a_call_sent_ahead_is_taken_back_for_a_worker_that_falls_idle() ->
     assert replies["short"]["slept"] == 0.2
 
 
+@pytest.mark.usefixtures("every_command_short")
 async def test_calls_of_mixed_lengths_sent_ahead_each_get_one_answer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -199,3 +213,46 @@ async def test_calls_of_mixed_lengths_sent_ahead_each_get_one_answer(
             assert pool.get_stats()["errors"] == 0
     assert sorted(results) == list(range(400))
     assert recalled > 0  # the takebacks this test is about did happen
+
+
+async def test_no_call_waits_behind_a_command_never_timed() -> None:
+    with anyio.fail_after(30):
+        async with (
+            open_pool(adapter=CHAOS, size=1, pipeline_depth=4) as pool,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(pool.execute, "sleep", {"seconds": 0.3})
+            await anyio.wait_all_tasks_blocked()
+            for i in range(2):
+                tg.start_soon(pool.execute, "echo", {"request_id": i})
+            await anyio.wait_all_tasks_blocked()
+            # "sleep" may be long: the echoes wait in the pool's queue
+            assert (pool.get_stats()["load"], pool.get_stats()["queued"]) == (1, 2)
+
+
+async def test_calls_go_ahead_behind_a_short_command_only_while_it_runs_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a generous "short", so that sleep(0) is short even on a loaded machine
+    monkeypatch.setattr(_ahead, "SHORT_CALL", 1.0)
+    with anyio.fail_after(30):
+        async with (
+            open_pool(adapter=CHAOS, size=1, pipeline_depth=4) as pool,
+            anyio.create_task_group() as tg,
+        ):
+            for _ in range(3):  # sleep is timed: short on average
+                await pool.execute("sleep", {"seconds": 0})
+            tg.start_soon(pool.execute, "sleep", {"seconds": 0.5})
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(pool.execute, "echo", {"request_id": 1})
+            await anyio.wait_all_tasks_blocked()
+            assert (pool.get_stats()["load"], pool.get_stats()["queued"]) == (2, 0)
+            # the running sleep has now run longer than "short": nothing more
+            # is sent behind it, however short the command is on average
+            worker = pool.worker(pool.list_workers()[0])
+            running = next(iter(worker._pending.values()))
+            assert running.command == "sleep" and running.sent_at is not None
+            running.sent_at -= 10.0
+            tg.start_soon(pool.execute, "echo", {"request_id": 2})
+            await anyio.wait_all_tasks_blocked()
+            assert (pool.get_stats()["load"], pool.get_stats()["queued"]) == (2, 1)

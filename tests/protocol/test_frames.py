@@ -229,12 +229,14 @@ def test_bad_bodies_are_protocol_errors_and_poison_the_decoder(body: bytes) -> N
     with pytest.raises(ProtocolError):
         decode_body(body)
     decoder = FrameDecoder()
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError) as bad:
         decoder.feed(encode(Ping(1)) + frame_of(body) + encode(Ping(2)))
+    assert bad.value.decoded == (Ping(1),)  # the good frame before it is kept
     assert decoder.is_poisoned
     with pytest.raises(ProtocolError, match="poisoned") as info:
         decoder.feed(encode(Ping(3)))  # a good frame does not help
     assert isinstance(info.value.__cause__, ProtocolError)
+    assert info.value.decoded == ()
 
 
 @pytest.mark.parametrize(

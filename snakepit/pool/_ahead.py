@@ -1,0 +1,58 @@
+"""Which calls may be sent ahead to a busy worker (``pipeline_depth``).
+
+A call sent ahead waits in the worker's own queue behind the calls already there.
+That pays for short calls, whose round trip to the parent costs as much as the
+call itself, and must never make a call wait long. So a pool sends a call ahead to
+a worker only if every call on that worker is of a command known to be short (one
+whose calls, timed from send to answer when nothing was ahead of them, have been
+taking less than :data:`SHORT_CALL` on average; a command not timed yet is not
+short), and none of them has been running for :data:`SHORT_CALL` already. A
+worker that falls idle also takes back calls sent ahead to others (see
+:meth:`~snakepit.pool.WorkerProcess.recall`), so a call sent ahead waits only
+while every worker is busy, and then behind short calls.
+
+The times are the parent's view, round trip and its own event loop's delays
+included, so a loaded parent sees commands as longer and sends fewer ahead: the
+safe direction.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ("SHORT_CALL", "CallTimes")
+
+#: A command whose calls take less than this on average may have calls sent
+#: ahead behind it. Well above a small call's round trip under load (a fraction
+#: of a millisecond), well below what a caller would notice waiting.
+SHORT_CALL = 0.002
+#: Weight of the newest time in a command's running average.
+_WEIGHT = 0.2
+
+
+class CallTimes:
+    """Running average of each command's call time, in seconds."""
+
+    __slots__ = ("_mean",)
+
+    def __init__(self) -> None:
+        self._mean: dict[str, float] = {}
+
+    def observe(self, command: str, seconds: float) -> None:
+        """Count one call of *command* that took *seconds*, send to answer."""
+        mean = self._mean.get(command)
+        self._mean[command] = (
+            seconds if mean is None else mean + _WEIGHT * (seconds - mean)
+        )
+
+    def may_wait_behind(self, command: str, sent_at: float | None, now: float) -> bool:
+        """Whether a call may be sent to wait behind one of *command* sent at
+        *sent_at* (None: sent ahead, not started yet): the command is short and
+        that call has not run :data:`SHORT_CALL` already."""
+        if self._mean.get(command, math.inf) >= SHORT_CALL:
+            return False
+        return sent_at is None or now - sent_at < SHORT_CALL
+
+    def mean(self, command: str) -> float | None:
+        """*command*'s average call time, or None if it was never timed."""
+        return self._mean.get(command)
