@@ -366,7 +366,7 @@ class PoolConfig:
             milliseconds and shares those pages.
         pipeline_depth: calls sent to a worker per unit of its capacity. Above 1,
             once every worker is busy, calls are sent ahead to workers busy with
-            short calls (commands that have been taking under 2 ms), so such a
+            short calls (commands that have been taking under 10 ms), so such a
             worker never idles between two calls; a worker that falls idle takes
             back calls sent ahead to others. 1: never send ahead.
         queue_timeout: seconds a call may wait for a worker.

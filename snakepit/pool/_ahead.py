@@ -23,9 +23,11 @@ import math
 __all__ = ("SHORT_CALL", "CallTimes")
 
 #: A command whose calls take less than this on average may have calls sent
-#: ahead behind it. Well above a small call's round trip under load (a fraction
-#: of a millisecond), well below what a caller would notice waiting.
-SHORT_CALL = 0.002
+#: ahead behind it. Well above a small call's round trip through a loaded
+#: parent (a millisecond or two, its event loop's delays included), so that load
+#: does not turn pipelining off when it pays most; small against what a caller
+#: waits anyway once every worker is busy, the only time a call is sent ahead.
+SHORT_CALL = 0.01
 #: Weight of the newest time in a command's running average.
 _WEIGHT = 0.2
 
