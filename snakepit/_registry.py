@@ -217,6 +217,12 @@ def _here() -> _Here:
     return _Here(socket.gethostname(), boot_id, pid_ns)
 
 
+try:
+    _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):
+    _CLOCK_TICKS = 100
+
+
 def _boot_time() -> float:
     try:
         return float(psutil.boot_time())
@@ -250,6 +256,44 @@ def _create_time(pid: int) -> float | None:
         return float(psutil.Process(pid).create_time())
     except (psutil.Error, OSError):
         return None
+
+
+def _spawned(pid: int, boot_time: float) -> tuple[str | None, int, float | None]:
+    """A just-spawned process's stamp, process group and create time (as a Unix
+    time, from *boot_time*). On Linux, one read of ``/proc/<pid>/stat``: this
+    runs once per worker started, and psutil would read it twice and
+    ``/proc/stat`` once more."""
+    if sys.platform.startswith("linux"):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            ticks = int(fields[19])
+            return f"ticks:{ticks}", int(fields[2]), boot_time + ticks / _CLOCK_TICKS
+        except (OSError, ValueError, IndexError):
+            pass
+    try:
+        pgid = os.getpgid(pid)
+    except OSError:
+        pgid = pid
+    return process_stamp(pid), pgid, _create_time(pid)
+
+
+def _cmdline(pid: int) -> list[str]:
+    """*pid*'s command line (empty if it is gone)."""
+    if sys.platform.startswith("linux"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                raw = f.read()
+        except OSError:
+            return []
+        if raw.endswith(b"\0"):
+            raw = raw[:-1]
+        return [os.fsdecode(arg) for arg in raw.split(b"\0")] if raw else []
+    try:
+        return list(psutil.Process(pid).cmdline())
+    except (psutil.Error, OSError):
+        return []
 
 
 def _owner_alive(pid: int, stamp: str) -> bool:
@@ -341,7 +385,16 @@ class WorkerRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data."""
-        return attrs.asdict(self)
+        # Spelled out: attrs.asdict costs ten times more, once per worker per write.
+        return {
+            "worker_id": self.worker_id,
+            "pool": self.pool,
+            "pid": self.pid,
+            "pgid": self.pgid,
+            "stamp": self.stamp,
+            "create_time": self.create_time,
+            "fingerprint": self.fingerprint,
+        }
 
     @classmethod
     def from_dict(cls, data: object) -> WorkerRecord:
@@ -472,6 +525,20 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.tmp")
 
 
+def _encode(record: RunRecord, workers: Sequence[str] | None = None) -> bytes:
+    """A run file's content: *record* as JSON, keys sorted and no indent (only
+    then does json use its C encoder; the file is written again as each worker
+    starts). *workers*, if given, stand for the record's workers: each already
+    encoded, as the registry does once per worker rather than at every write."""
+    data = record.to_dict()
+    if workers is None:
+        return json.dumps(data, sort_keys=True).encode("utf-8")
+    del data["workers"]
+    head = json.dumps(data, sort_keys=True)
+    # "workers" sorts last: the member goes just before the closing brace.
+    return f'{head[:-1]}, "workers": [{", ".join(workers)}]}}'.encode()
+
+
 def write_record(path: Path, record: RunRecord) -> None:
     """Write *record* to *path* atomically: a reader sees the old file or the new
     one, never a part (temp file in the same folder, fsync, ``os.replace``).
@@ -481,7 +548,10 @@ def write_record(path: Path, record: RunRecord) -> None:
     Raises:
         OSError: the folder is missing or not writable (the temp file is removed).
     """
-    data = json.dumps(record.to_dict(), indent=1, sort_keys=True).encode("utf-8")
+    _write(path, _encode(record))
+
+
+def _write(path: Path, data: bytes) -> None:
     temp = _temp_path(path)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
@@ -1015,12 +1085,15 @@ class RunRegistry:
         self.path = data_dir / instance / f"{self.run_id}.json"
         self._pools = tuple(pools)
         self._workers: dict[str, WorkerRecord] = {}
+        #: The same workers, each encoded as JSON once (see ``_encode``).
+        self._encoded: dict[str, str] = {}
         self._lock = anyio.Lock()
         self._dirty = False
         self._enabled = True
         self._written = False
         self._started_at = time.time()
         self._reaper: Process | None = None
+        self._boot_time = _boot_time()
         here = _here()
         pid = os.getpid()
         self._owner = OwnerRecord(
@@ -1036,6 +1109,9 @@ class RunRegistry:
 
     def record(self) -> RunRecord:
         """The run as it stands (what the next write puts on disk)."""
+        return self._record(tuple(self._workers.values()))
+
+    def _record(self, workers: tuple[WorkerRecord, ...]) -> RunRecord:
         return RunRecord(
             run_id=self.run_id,
             instance=self.instance,
@@ -1043,7 +1119,7 @@ class RunRegistry:
             owner=self._owner,
             started_at=self._started_at,
             updated_at=time.time(),
-            workers=tuple(self._workers.values()),
+            workers=workers,
         )
 
     async def start(self, *, clean: bool = True) -> CleanupReport | None:
@@ -1136,32 +1212,24 @@ class RunRegistry:
     async def add_worker(self, worker_id: str, pool: str, pid: int) -> None:
         """Record a just-spawned worker (unreaped, so *pid* is it) and write the
         file. Never raises for a disk problem."""
-        cmdline: Sequence[str] = ()
-        create_time: float | None = None
-        try:
-            proc = psutil.Process(pid)
-            cmdline = proc.cmdline()
-            create_time = float(proc.create_time())
-        except (psutil.Error, OSError):
-            pass
-        try:
-            pgid = os.getpgid(pid)
-        except OSError:
-            pgid = pid
-        self._workers[worker_id] = WorkerRecord(
+        stamp, pgid, create_time = _spawned(pid, self._boot_time)
+        cmdline = _cmdline(pid)
+        worker = self._workers[worker_id] = WorkerRecord(
             worker_id=worker_id,
             pool=pool,
             pid=pid,
             pgid=pgid,
-            stamp=process_stamp(pid),
+            stamp=stamp,
             create_time=create_time,
             fingerprint=_fingerprint(cmdline) if cmdline else None,
         )
+        self._encoded[worker_id] = json.dumps(worker.to_dict(), sort_keys=True)
         await self.flush()
 
     def remove_worker(self, worker_id: str) -> None:
         """Forget an exited worker; the next write (or the final removal) drops
         it from the file. Does not wait."""
+        self._encoded.pop(worker_id, None)
         if self._workers.pop(worker_id, None) is not None:
             self._dirty = True
 
@@ -1174,11 +1242,14 @@ class RunRegistry:
             if not self._dirty or not self._enabled:
                 return
             self._dirty = False
-            record = self.record()
+            head, workers = self._record(()), tuple(self._encoded.values())
             try:
-                await anyio.to_thread.run_sync(write_record, self.path, record)
+                await anyio.to_thread.run_sync(self._write, head, workers)
             except OSError as exc:
                 self._disable(exc)
+
+    def _write(self, head: RunRecord, workers: tuple[str, ...]) -> None:
+        _write(self.path, _encode(head, workers))
 
     async def close(self) -> None:
         """Remove the run file (an orderly end: nothing of this run is left)."""

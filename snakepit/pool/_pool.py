@@ -42,7 +42,6 @@ from snakepit.exceptions import (
     RestartIntensityExceeded,
     SerializationError,
     SnakepitError,
-    WorkerCrashed,
     WorkerNotFound,
     WorkerStartError,
 )
@@ -687,7 +686,7 @@ class Pool:
             req_id, frame, pending = waiter.call
             try:
                 worker.submit(req_id, pending, frame)
-            except WorkerCrashed as exc:  # its pipe broke: it is being replaced
+            except NotRun as exc:  # it is dead or dying: its caller resends
                 pending.failure = exc
                 pending.event.set()
 

@@ -3,10 +3,10 @@
 :class:`Template` runs one ``python -m snakepit.worker --template`` per pool (see
 :mod:`snakepit.worker._template` for what it does and its protocol). A worker then
 starts in milliseconds, without importing anything, and shares the template's
-imported pages copy-on-write. The template is started on the first fork and
-started again on the next one if it died; its death also ends its children (they
-have it as their parent, with a parent-death signal), which the pool replaces
-like any crashed worker.
+imported pages copy-on-write. The template is started with the pool (its imports
+overlap the rest of the pool's start) and started again on the next fork if it
+died; its death also ends its children (they have it as their parent, with a
+parent-death signal), which the pool replaces like any crashed worker.
 
 :class:`TemplateChild` stands for a forked worker where the pool expects anyio's
 ``Process``: its pid, its exit status (reported by the template, which keeps the
@@ -16,6 +16,7 @@ reused under the pool's signals), and its stdout and stderr pipes.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -122,6 +123,8 @@ class _Instance:
     failure: str | None = None
     dead: bool = False
     stderr_tail: list[str] = attrs.Factory(list)
+    #: Whether a fork has waited for it to be ready (and found it so).
+    checked: bool = False
     forks: dict[int, _Fork] = attrs.Factory(dict)
     children: dict[int, TemplateChild] = attrs.Factory(dict)
     #: Children forked for a start that was given up on (see ``_disown``).
@@ -164,6 +167,7 @@ class Template:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
                     task_status.started(self)
+                    tg.start_soon(self._start_early)
                     await self._done.wait()
                     self._closing = True
                     tg.cancel_scope.cancel()
@@ -185,6 +189,11 @@ class Template:
     ) -> TemplateChild:
         """Fork a worker running ``python -m snakepit.worker ARGV`` with *env*.
 
+        Only the variables where *env* differs from the environment the template
+        was started with are sent; the child sets them over the template's own
+        (so what an interpreter wrapper added or changed there stays, as in a
+        spawned worker).
+
         *fds* are the child's request read, reply write, stdout and stderr ends;
         the caller keeps (and closes) them. *output* are the read ends of the
         child's stdout and stderr: the returned child owns them (they are closed
@@ -202,8 +211,12 @@ class Template:
         token = next(self._tokens)
         pending = _Fork(stdout=output[0], stderr=output[1])
         instance.forks[token] = pending
+        # Only what differs from the template's own environment (the worker's
+        # id, mostly): setting each variable again would cost every child
+        # about a millisecond, in writes to pages it shares with the template.
+        changed = {k: v for k, v in env.items() if self._env.get(k) != v}
         message = msgpack.packb(
-            {"op": "fork", "token": token, "argv": list(argv), "env": dict(env)},
+            {"op": "fork", "token": token, "argv": list(argv), "env": changed},
             use_bin_type=True,
         )
         try:
@@ -240,14 +253,26 @@ class Template:
 
     # --- The template process ---
 
+    async def _start_early(self) -> None:
+        """Start the template as the pool starts, so that its imports overlap
+        the rest of the pool's start; the first fork waits until it is ready. If
+        it cannot even be started, the first fork tries again and says why."""
+        async with self._lock:
+            if self._current is None:
+                with contextlib.suppress(WorkerStartError):
+                    await self._spawn()
+
     async def _ensure(self) -> _Instance:
         async with self._lock:
             instance = self._current
-            if instance is None or instance.dead or instance.failure is not None:
-                instance = await self._start()
+            if instance is None or (instance.checked and instance.dead):
+                instance = await self._spawn()
+            if not instance.checked:
+                await self._until_ready(instance)
             return instance
 
-    async def _start(self) -> _Instance:
+    async def _spawn(self) -> _Instance:
+        """Start a template process; it is ready once it has imported the adapter."""
         if self._tg is None:
             raise WorkerStartError(f"pool {self._config.name!r} is not running")
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -290,15 +315,29 @@ class Template:
         instance = self._current = _Instance(process=process, sock=parent)
         self._tg.start_soon(self._read, instance)
         self._tg.start_soon(self._drain_stderr, instance)
+        return instance
+
+    async def _until_ready(self, instance: _Instance) -> None:
+        """Wait until *instance* is ready; if it fails to be, kill it, forget it
+        (the next fork starts another) and raise."""
         with anyio.move_on_after(self._config.startup_timeout):
             await instance.ready.wait()
-        if instance.ready.is_set() and instance.failure is None:
-            return instance
+        if instance.ready.is_set() and instance.failure is None and not instance.dead:
+            instance.checked = True
+            return
         self._kill(instance)
+        if self._current is instance:
+            self._current = None
         if not instance.ready.is_set():
             raise WorkerStartTimeout(
                 f"pool {self._config.name!r}: the template was not ready within "
                 f"startup_timeout={self._config.startup_timeout}s",
+                stderr_tail="\n".join(instance.stderr_tail),
+            )
+        if instance.failure is None:  # it died without a word: a crash
+            raise WorkerStartError(
+                f"pool {self._config.name!r}: the template exited before it could "
+                "fork a worker",
                 stderr_tail="\n".join(instance.stderr_tail),
             )
         raise WorkerStartError(

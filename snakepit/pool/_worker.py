@@ -222,7 +222,8 @@ class WorkerProcess:
         self._spawned: Spawned | None = None
         self._pending: dict[int, Pending] = {}
         self._writer: FrameWriter | None = None
-        self._hello_event = anyio.Event()
+        #: Set by the worker's ``Hello``, or by its exit if that comes first.
+        self._hello_or_exit = anyio.Event()
         self._pongs: dict[int, anyio.Event] = {}
         self._ping_ids = 0
         self._rss = 0
@@ -283,6 +284,7 @@ class WorkerProcess:
         async with anyio.create_task_group() as tg:
             io_scope = anyio.CancelScope(shield=True)
             tg.start_soon(self._io, io_scope)
+            tg.start_soon(self._watch_exit, process)
             try:
                 if registry is not None:
                     await registry.add_worker(self.id, self.config.name, process.pid)
@@ -316,17 +318,14 @@ class WorkerProcess:
         if failure is not None:
             raise failure
 
+    async def _watch_exit(self, process: Any) -> None:
+        """Wake :meth:`_handshake` if the process exits before its ``Hello``."""
+        await process.wait()
+        self._hello_or_exit.set()
+
     async def _handshake(self, process: Any, begin: float) -> None:
         with anyio.move_on_after(self.config.startup_timeout) as timeout:
-            async with anyio.create_task_group() as race:
-
-                async def on_exit() -> None:
-                    await process.wait()
-                    race.cancel_scope.cancel()
-
-                race.start_soon(on_exit)
-                await self._hello_event.wait()
-                race.cancel_scope.cancel()
+            await self._hello_or_exit.wait()
         if self.hello is not None:
             if self.hello.version != PROTOCOL_VERSION:
                 self._kill("protocol_error")
@@ -575,10 +574,10 @@ class WorkerProcess:
                     self._dispatch(message)
             except ProtocolError as exc:
                 logger.error("worker %s sent an invalid frame: %s", self.id, exc)
+                self._protocol_failure = exc
+                self._kill("protocol_error")  # first: it takes no call from now
                 for good in exc.decoded:  # what came before the garbage
                     self._dispatch(cast("Message | Undecodable", good))
-                self._protocol_failure = exc
-                self._kill("protocol_error")
             except Exception as exc:  # a bug of ours: never leave a call hanging
                 logger.exception("worker %s: dispatching a reply failed", self.id)
                 self._protocol_failure = ProtocolError(f"internal error: {exc!r}")
@@ -652,7 +651,7 @@ class WorkerProcess:
         elif isinstance(message, Hello):
             if self.hello is None:
                 self.hello = message
-                self._hello_event.set()
+                self._hello_or_exit.set()
         elif isinstance(message, Bye):
             pass
         elif isinstance(message, Undecodable) and message.tag in _RESULT_TAGS:
@@ -734,6 +733,7 @@ class WorkerProcess:
             ProtocolError: the worker's channel carried garbage.
             RequestTimeout: no outcome within *timeout* seconds; the call was
                 abandoned (see :meth:`abandon`).
+            NotRun: the call never reached the worker, or never started there.
         """
         pending = Pending(command)
         self.submit(req_id, pending, frame)
@@ -743,16 +743,19 @@ class WorkerProcess:
         """Register *pending* as call *req_id* and send its *frame*; never waits.
 
         Raises:
-            WorkerCrashed: the worker is dead or its pipe broke; nothing stays
-                registered.
+            NotRun: the worker is dead or its pipe broke (the call never reached
+                it: send it elsewhere); nothing stays registered.
         """
         if self._dead:
-            raise self._crashed()
+            raise NotRun(self._crashed())
         if self.call_times is not None and len(self._pending) < self.capacity:
             pending.sent_at = time.monotonic()  # nothing ahead of it: time it
         self._pending[req_id] = pending
         try:
             self._write(frame)
+        except WorkerCrashed as exc:
+            self._pending.pop(req_id, None)
+            raise NotRun(exc) from exc
         except BaseException:
             self._pending.pop(req_id, None)
             raise
@@ -855,7 +858,9 @@ class WorkerProcess:
         is of a command known to be short, and none has been running long (see
         :mod:`snakepit.pool._ahead`)."""
         times = self.call_times
-        if times is None:
+        if times is None or self.load != len(self._pending):
+            # A unit taken for a call not sent yet (its caller sends it when it
+            # wakes up) is a call of unknown length too.
             return False
         now = time.monotonic()
         return all(

@@ -10,14 +10,16 @@ that can serve.
 from __future__ import annotations
 
 import faulthandler
+import functools
 import importlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from snakepit.adapter import Adapter
 
+from ._dispatch import prepare_commands, prepare_method
 from ._options import (
     USAGE,
     ExitCode,
@@ -105,23 +107,51 @@ def guard_parent(parent_pid: int | None) -> None:
 
 def _set_parent_death_signal() -> None:
     """Ask Linux to SIGKILL this process when its parent dies (best effort)."""
+    prctl = _prctl()
+    if prctl is not None:  # else end of file on the request fd ends the worker
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 is PR_SET_PDEATHSIG
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, looked up once: a template's does for all its workers
+    (a fork clears the parent-death signal, not the lookup)."""
     import ctypes
 
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 is PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass  # end of file on the request fd still ends the worker
+        return None
+
+
+def prepare(spec: str) -> None:
+    """Do now, once, what every worker of adapter *spec* would otherwise do on
+    its own at boot: work out its commands' argument checks (and the runtime's).
+    A template calls it, after importing the adapter's module, before it forks.
+    Best effort: if *spec* does not name an adapter class, each worker says so."""
+    try:
+        target = _find(spec)
+        if isinstance(target, type) and issubclass(target, Adapter):
+            prepare_commands(target)
+            prepare_method(Runtime, "_run_map")
+    except Exception:
+        pass  # each worker finds out for itself, and reports it
+
+
+def _find(spec: str) -> object:
+    """The object ``module:qualname`` names (importing the module)."""
+    module_name, _, qualname = spec.partition(":")
+    target: object = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
 
 
 def _load_adapter(options: WorkerOptions) -> Adapter | ExitCode:
     """Import, build and set up the adapter; or report why not, and how to exit."""
     spec = options.adapter
-    module_name, _, qualname = spec.partition(":")
     try:
-        target: object = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            target = getattr(target, part)
+        target = _find(spec)
     except BaseException as exc:
         report(f"cannot import adapter {spec!r}", exc)
         return ExitCode.ADAPTER_IMPORT

@@ -8,12 +8,18 @@ path; :meth:`inspect.Signature.bind` runs only to word the error.
 Every table also has the reserved command ``__snakepit_thread_safety_report__``;
 with a checker, the adapter's commands are wrapped by it (and only then). The
 reserved ``__snakepit_map__`` (``Pool.map``'s chunks) is the runtime's own.
+
+What the check needs of a method's signature is worked out once per function,
+not once per instance: :func:`prepare_commands` does it in a template (see
+:mod:`._template`), so the workers it forks find it done instead of each paying
+for :func:`inspect.signature` again (about 1 ms of a forked worker's start).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Callable, Iterable, Mapping
 
 from snakepit.adapter import Adapter
@@ -34,6 +40,58 @@ _BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_O
 _VAR_KEYWORD = inspect.Parameter.VAR_KEYWORD
 
 
+class _Shape:
+    """What the argument check needs of one callable's signature."""
+
+    __slots__ = ("accepted", "required", "signature", "var_keyword")
+
+    def __init__(self, func: Callable[..., object]) -> None:
+        try:
+            signature: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):
+            signature = None  # no introspectable signature: let the call decide
+        self.signature = signature
+        params = signature.parameters.values() if signature is not None else ()
+        self.accepted = frozenset(p.name for p in params if p.kind in _BY_NAME)
+        self.required: frozenset[str] | None = frozenset(
+            p.name for p in params if p.kind in _BY_NAME and p.default is p.empty
+        )
+        self.var_keyword = signature is None or any(
+            p.kind is _VAR_KEYWORD for p in params
+        )
+        if any(p.kind is _POSITIONAL_ONLY and p.default is p.empty for p in params):
+            self.required = None  # a required positional-only parameter: never fits
+
+
+#: The shapes of plain methods once bound (any instance), by their function.
+_METHOD_SHAPES: dict[Callable[..., object], _Shape] = {}
+#: The shape of a command that takes no arguments (the thread-safety report).
+_NO_ARGUMENTS = _Shape(lambda: None)
+
+
+def _shape(func: Callable[..., object]) -> _Shape:
+    if type(func) is types.MethodType:
+        shape = _METHOD_SHAPES.get(func.__func__)
+        if shape is not None:
+            return shape
+    return _Shape(func)
+
+
+def prepare_method(cls: type, name: str) -> None:
+    """Work out the shape of method *name* of *cls*, if it is a plain function,
+    for every instance to come (bound methods of it then find it done)."""
+    func = inspect.getattr_static(cls, name, None)
+    if isinstance(func, types.FunctionType) and func not in _METHOD_SHAPES:
+        _METHOD_SHAPES[func] = _Shape(types.MethodType(func, cls))
+
+
+def prepare_commands(cls: type[Adapter]) -> None:
+    """Work out the argument checks of adapter class *cls*'s commands now, once
+    (a template does, for all the workers it forks)."""
+    for info in cls.commands().values():
+        prepare_method(cls, info.method)
+
+
 class Command:
     """One command bound to the adapter instance, with its argument check."""
 
@@ -47,25 +105,23 @@ class Command:
         "stream",
     )
 
-    def __init__(self, name: str, func: Callable[..., object], stream: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        func: Callable[..., object],
+        stream: bool,
+        *,
+        shape: _Shape | None = None,
+    ) -> None:
         self.name = name
         self.func = func
         self.stream = stream
-        try:
-            signature: inspect.Signature | None = inspect.signature(func)
-        except (TypeError, ValueError):
-            signature = None  # no introspectable signature: let the call decide
-        self._signature = signature
-        params = signature.parameters.values() if signature is not None else ()
-        self._accepted = frozenset(p.name for p in params if p.kind in _BY_NAME)
-        self._required: frozenset[str] | None = frozenset(
-            p.name for p in params if p.kind in _BY_NAME and p.default is p.empty
-        )
-        self._var_keyword = signature is None or any(
-            p.kind is _VAR_KEYWORD for p in params
-        )
-        if any(p.kind is _POSITIONAL_ONLY and p.default is p.empty for p in params):
-            self._required = None  # a required positional-only parameter: never fits
+        if shape is None:
+            shape = _shape(func)
+        self._signature = shape.signature
+        self._accepted = shape.accepted
+        self._required = shape.required
+        self._var_keyword = shape.var_keyword
 
     def check(self, args: Mapping[str, object]) -> None:
         """Raise :class:`InvalidArguments` unless *args* fit the signature."""
@@ -135,7 +191,7 @@ class CommandTable:
                 options = WorkerOptions(cls.__qualname__, -1, -1)
             report = functools.partial(checks_off_report, adapter, options)
         self._commands[THREAD_SAFETY_REPORT_COMMAND] = Command(
-            THREAD_SAFETY_REPORT_COMMAND, report, False
+            THREAD_SAFETY_REPORT_COMMAND, report, False, shape=_NO_ARGUMENTS
         )
 
     def get(self, name: str) -> Command:

@@ -1,18 +1,19 @@
 """The template: a process that has imported the adapter once and forks workers.
 
 ``python -m snakepit.worker --template --control-fd N --adapter M:C ...`` imports
-:mod:`snakepit.worker` and the adapter's module, freezes what it imported out of
-the garbage collector's reach (so the children share those pages copy-on-write
-instead of each touching them), says ``ready`` and then serves one parent over a
-``SOCK_SEQPACKET`` Unix socket, one msgpack map per message:
+:mod:`snakepit.worker` and the adapter's module, does what every worker would
+do at boot before serving (:func:`snakepit.worker._boot.prepare`), freezes what it
+has out of the garbage collector's reach (so the children share those pages
+copy-on-write instead of each touching them), says ``ready`` and then serves one
+parent over a ``SOCK_SEQPACKET`` Unix socket, one msgpack map per message:
 
 =========================  ===================================================
 parent -> template          template -> parent
 =========================  ===================================================
 ``fork`` (token, argv,      ``forked`` (token, pid) or ``fork_failed`` (token,
 env) + 4 fds (request       error): the child's request and reply pipe ends,
-read, reply write,          its stdout and its stderr
-stdout, stderr)
+read, reply write,          its stdout and its stderr; env holds only the
+stdout, stderr)             variables that differ from the template's own
 ``reap`` (pid)              ``exited`` (pid, status): a child ended (status as
                             ``Popen.returncode``: negative for a signal). It
                             stays a zombie until ``reap``, so the parent can
@@ -22,10 +23,11 @@ stdout, stderr)
 The template never starts a thread, so each fork is of a single-threaded process.
 A child becomes what ``python -m snakepit.worker ARGV`` would be: its own process
 group (in the template's session, which has no terminal), stdin on /dev/null,
-stdout and stderr on its log pipes, the environment it was sent, then
-:func:`snakepit.worker._boot.main`. Its parent is the template, whose death (and
-so the application's) kills it: the template itself dies with its parent
-(``PR_SET_PDEATHSIG``) or when the control socket reaches end of file.
+stdout and stderr on its log pipes, the template's environment updated with the
+variables it was sent, then :func:`snakepit.worker._boot.main`. Its parent is the
+template, whose death (and so the application's) kills it: the template itself
+dies with its parent (``PR_SET_PDEATHSIG``) or when the control socket reaches
+end of file.
 
 Standard library and msgpack only, like every worker-side module.
 """
@@ -70,6 +72,7 @@ def template_main(argv: Sequence[str]) -> int:
     except BaseException:
         _send(control, {"op": "failed", "error": traceback.format_exc()})
         return ExitCode.ADAPTER_IMPORT
+    _boot.prepare(args["adapter"])
     gc.collect()
     gc.freeze()  # children share these objects' pages instead of copying them
     _send(control, {"op": "ready", "pid": os.getpid(), "threads": _threads()})
@@ -234,7 +237,8 @@ class _Server:
             os.dup2(stderr_fd, 2)
             for fd in (devnull, stdout_fd, stderr_fd):
                 os.close(fd)
-            # Over the template's own: what an interpreter wrapper added stays.
+            # Over the template's own (what an interpreter wrapper added stays):
+            # just the variables that differ from it, each set costs page copies.
             os.environ.update(env)
             argv = list(argv)
             argv[argv.index("--fds") + 1] = f"{request_fd},{reply_fd}"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
 import pytest
 
+from snakepit.config import PoolConfig
 from snakepit.exceptions import RequestTimeout, WorkerCrashed
 from snakepit.pool import WorkerProcess, _ahead, open_pool
 from snakepit.pool._ahead import CallTimes
+from snakepit.pool._worker import Pending
 from snakepit.telemetry import capture_events
 
 pytestmark = pytest.mark.anyio
@@ -256,3 +259,29 @@ async def test_calls_go_ahead_behind_a_short_command_only_while_it_runs_short(
             tg.start_soon(pool.execute, "echo", {"request_id": 2})
             await anyio.wait_all_tasks_blocked()
             assert (pool.get_stats()["load"], pool.get_stats()["queued"]) == (2, 1)
+
+
+def test_a_unit_taken_for_a_call_not_sent_yet_counts_as_a_long_call() -> None:
+    """A caller woken with a worker assigned sends its call a moment later; until
+    then nothing is known of that call, so nothing is sent behind it."""
+    worker = WorkerProcess(
+        PoolConfig(name="p", adapter_module=CHAOS, pipeline_depth=4),
+        "p-1",
+        capacity=1,
+        kill_on_abandon=True,
+        on_ready=lambda w: None,
+        on_gone=lambda w: None,
+        on_release=lambda w: None,
+    )
+    times = worker.call_times = CallTimes()
+    times.observe("echo", 0.0001)
+    worker._pending[1] = Pending("echo", sent_at=time.monotonic())
+    worker.load = 1
+    assert worker.may_send_ahead()  # one short call, just sent
+    worker.load = 2  # a unit taken for a call its caller has not sent yet
+    assert not worker.may_send_ahead()
+    worker._pending[2] = Pending("echo")
+    assert worker.may_send_ahead()  # sent: a short one
+    worker._pending[3] = Pending("hang")
+    worker.load = 3
+    assert not worker.may_send_ahead()  # never timed: may be long

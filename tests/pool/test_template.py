@@ -52,6 +52,28 @@ async def test_workers_are_forked_from_one_template_that_imported_the_adapter() 
         assert not template.is_running()
 
 
+async def test_a_forked_worker_has_the_environment_of_its_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fork carries only what differs from the template's environment: a
+    variable changed since the template started still reaches the next worker."""
+    names = {"names": ["SNAKEPIT_TEST_MARK", "SNAKEPIT_WORKER_ID"]}
+    monkeypatch.setenv("SNAKEPIT_TEST_MARK", "before")
+    with anyio.fail_after(30), capture_events() as events:
+        async with open_pool(adapter=ENV, size=1, start_method="template") as pool:
+            assert await pool.execute("env", names) == {
+                "SNAKEPIT_TEST_MARK": "before",
+                "SNAKEPIT_WORKER_ID": "default-1",
+            }
+            monkeypatch.setenv("SNAKEPIT_TEST_MARK", "after")
+            os.kill(pool.worker_stats()[0]["pid"], signal.SIGKILL)
+            await events.wait_for(RESTARTED)
+            assert await pool.execute("env", names) == {
+                "SNAKEPIT_TEST_MARK": "after",
+                "SNAKEPIT_WORKER_ID": "default-2",
+            }
+
+
 async def test_a_crashed_forked_worker_is_replaced_with_its_exit_status() -> None:
     with anyio.fail_after(30), capture_events() as events:
         async with open_pool(adapter=CHAOS, size=1, start_method="template") as pool:
@@ -90,6 +112,17 @@ async def test_an_adapter_that_cannot_be_imported_fails_fast_with_the_reason() -
     message = str(info.value)
     assert "could not import the adapter" in message
     assert "ModuleNotFoundError: No module named 'no_such_module_here'" in message
+
+
+async def test_a_template_that_dies_while_importing_fails_the_start() -> None:
+    with anyio.fail_after(60), pytest.raises(PoolUnavailable) as info:
+        async with open_pool(
+            adapter="tests.workers.dies_on_import:Adapter",
+            size=1,
+            start_method="template",
+        ):
+            pass
+    assert "the template exited before it could fork a worker" in str(info.value)
 
 
 async def test_a_forked_worker_logs_its_output(

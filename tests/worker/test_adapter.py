@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 
@@ -17,6 +18,7 @@ from snakepit.adapter import (
     current_session_id,
 )
 from snakepit.exceptions import CommandNotFound, InvalidArguments, RemoteError
+from snakepit.worker import THREAD_SAFETY_REPORT_COMMAND, _dispatch
 from snakepit.worker._dispatch import Command, CommandTable
 
 
@@ -255,6 +257,52 @@ def test_a_callable_without_a_signature_is_not_checked() -> None:
     assert unchecked.func(anything=1) == {"anything": 1}
     with pytest.raises(InvalidArguments):
         unchecked.check({1: 2})  # type: ignore[dict-item]  # names must be str
+
+
+class Kinds(Adapter):
+    """A plain, a class, a static and a decorated method, as commands."""
+
+    @command
+    def plain(self, a: int, *, k: int = 0) -> int:
+        return a + k
+
+    @command
+    @classmethod
+    def of_class(cls, a: int, b: int) -> int:
+        return a + b
+
+    @command
+    @staticmethod
+    def static(a: int) -> int:
+        return a
+
+    @command
+    @functools.wraps(plain)
+    def wrapped(self, *args: object, **kwargs: object) -> object:
+        return kwargs
+
+
+def _verdict(table: CommandTable, name: str, args: dict[str, object]) -> str:
+    try:
+        table.get(name).check(args)
+    except InvalidArguments as exc:
+        return exc.message
+    return "fits"
+
+
+@pytest.mark.parametrize(("cls", "plain"), [(Math, "add"), (Kinds, "plain")])
+def test_checks_worked_out_ahead_are_the_ones_a_worker_works_out(
+    cls: type[Adapter], plain: str
+) -> None:
+    """A template works its adapter's checks out once (``prepare_commands``)
+    for the workers it forks: they must check exactly as if each had."""
+    fresh = CommandTable(cls())
+    _dispatch.prepare_commands(cls)
+    prepared = CommandTable(cls())
+    assert getattr(cls, plain) in _dispatch._METHOD_SHAPES  # worked out ahead
+    for name in [*cls.commands(), THREAD_SAFETY_REPORT_COMMAND]:
+        for args in ({}, {"a": 1}, {"a": 1, "b": 2}, {"a": 1, "k": 2}, {"x": 1}):
+            assert _verdict(prepared, name, args) == _verdict(fresh, name, args)
 
 
 # --- The fast check agrees with Python's own call ---
