@@ -180,3 +180,12 @@ def best(
         return None
     pick = min if lowest else max
     return pick(ok, key=lambda r: float(r.metrics[metric]))
+
+
+def best_metric(
+    records: Sequence[Record], contender: str, metric: str = "req_per_s"
+) -> float | None:
+    """*metric* of *contender*'s best round (highest req/s) in *records*; None if
+    it has no ok round there."""
+    found = best([r for r in records if r.contender == contender], "req_per_s")
+    return float(found.metrics[metric]) if found else None

@@ -36,6 +36,12 @@ def size_name(size: int) -> str:
     return f"{size} B"
 
 
+def versus(label: str, ours: float, name: str, theirs: float, which: str = "") -> str:
+    """A summary line: *label*'s req/s *ours* over *name*'s, *theirs* (*which*:
+    what *name* stands for, e.g. the best peer's label and a comma)."""
+    return f"  {label} vs {name}: {ours / theirs:.2f}x ({which}{rate(theirs)} req/s)"
+
+
 def divide(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None

@@ -40,7 +40,7 @@ from benchmarks.suite._contenders import (
     Contender,
     from_dict,
 )
-from benchmarks.suite._model import Job, Record, Settings, best, find
+from benchmarks.suite._model import Job, Record, Settings, best, best_metric, find
 from benchmarks.suite._plan import Config, interleaved
 from benchmarks.suite._sessions import mp_pool_chunksize, opened
 from benchmarks.suite.smallcalls import ADD, HIGH_INFLIGHT, focus_workers, is_peer
@@ -208,23 +208,18 @@ def summary(records: Sequence[Record], settings: Settings) -> list[str]:
     faster)."""
     workers = focus_workers(settings)
     rows = [r for r in find(records, "batch", workers=workers) if r.ok]
-
-    def rate_of(label: str) -> float | None:
-        found = best([r for r in rows if r.contender == label], "req_per_s")
-        return found.metrics["req_per_s"] if found else None
-
-    ours = rate_of(REFERENCE)
+    ours = best_metric(rows, REFERENCE)
     if ours is None:
         return [f"(no {REFERENCE} row at workers={workers})"]
     top = best([r for r in rows if is_peer(r.contender, CONTENDERS)], "req_per_s")
     others = [
-        (PPE_FORK_MAP.label, rate_of(PPE_FORK_MAP.label), ""),
+        (PPE_FORK_MAP.label, best_metric(rows, PPE_FORK_MAP.label), ""),
         (
             "best peer excluding raw-pipe",
             top.metrics["req_per_s"] if top else None,
             f"{top.contender}, " if top else "",
         ),
-        (RAW_PIPELINED.label, rate_of(RAW_PIPELINED.label), ""),
+        (RAW_PIPELINED.label, best_metric(rows, RAW_PIPELINED.label), ""),
     ]
     lines = [
         f"at workers={workers}, {settings.calls * ITEMS_PER_CALL:,} items: {REFERENCE} "
@@ -232,10 +227,7 @@ def summary(records: Sequence[Record], settings: Settings) -> list[str]:
     ]
     for name, rate, which in others:
         if rate is not None:
-            lines.append(
-                f"  {REFERENCE} vs {name}: {ours / rate:.2f}x "
-                f"({which}{_report.rate(rate)} req/s)"
-            )
+            lines.append(_report.versus(REFERENCE, ours, name, rate, which))
     return lines
 
 

@@ -36,7 +36,7 @@ from benchmarks.suite._contenders import (
     SNAKEPIT_UNPIPELINED,
     Contender,
 )
-from benchmarks.suite._model import Job, Record, Settings, best, find
+from benchmarks.suite._model import Job, Record, Settings, best, best_metric, find
 from benchmarks.suite._plan import Config, interleaved
 from benchmarks.suite._sessions import Task, opened
 
@@ -243,33 +243,26 @@ def throughput_summary(records: Sequence[Record], settings: Settings) -> list[st
     workers = focus_workers(settings)
     rows = [r for r in find(records, "throughput", workers=workers) if r.ok]
 
-    def rate_of(label: str) -> float | None:
-        found = best([r for r in rows if r.contender == label], "req_per_s")
-        return found.metrics["req_per_s"] if found else None
-
     where = f"workers={workers}, in-flight {HIGH_INFLIGHT}"
     top = best([r for r in rows if is_peer(r.contender)], "req_per_s")
     others = [
-        ("ProcessPoolExecutor(fork)", rate_of(PPE_FORK.label)),
+        ("ProcessPoolExecutor(fork)", best_metric(rows, PPE_FORK.label)),
         (
             f"best peer excluding raw-pipe, {top.contender}" if top else "best peer",
             top.metrics["req_per_s"] if top else None,
         ),
-        (RAW_PIPELINED.label, rate_of(RAW_PIPELINED.label)),
+        (RAW_PIPELINED.label, best_metric(rows, RAW_PIPELINED.label)),
     ]
     lines = []
     for label in (REFERENCE, SNAKEPIT_UNPIPELINED.label):
-        ours = rate_of(label)
+        ours = best_metric(rows, label)
         if ours is None:
             lines.append(f"(no {label} row at workers={workers})")
             continue
         lines.append(f"at {where}: {label} {_report.rate(ours)} req/s")
         for name, rate in others:
             if rate is not None:
-                lines.append(
-                    f"  {label} vs {name}: {ours / rate:.2f}x "
-                    f"({_report.rate(rate)} req/s)"
-                )
+                lines.append(_report.versus(label, ours, name, rate))
     return lines
 
 
@@ -280,8 +273,7 @@ def latency_summary(records: Sequence[Record], settings: Settings) -> list[str]:
     rows = [r for r in find(records, "latency", workers=workers) if r.ok]
 
     def p50_of(label: str) -> float | None:
-        found = best([r for r in rows if r.contender == label], "req_per_s")
-        return found.metrics["p50_ms"] if found else None
+        return best_metric(rows, label, "p50_ms")
 
     ours = p50_of(REFERENCE)
     if ours is None:
