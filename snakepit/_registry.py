@@ -230,6 +230,23 @@ def _boot_time() -> float:
         return 0.0
 
 
+#: Indexes in :func:`_stat_fields`: the process group, and the start time in
+#: clock ticks since boot (fields 5 and 22 of proc(5), counted from 1).
+_PGRP, _START_TICKS = 2, 19
+
+
+def _stat_fields(pid: int) -> list[bytes]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (Linux).
+
+    Raises:
+        OSError: no such process (or no /proc).
+        ValueError: the file is not what proc(5) says.
+    """
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
 def process_stamp(pid: int) -> str | None:
     """When process *pid* started, as an opaque string; ``None`` if it is gone.
 
@@ -239,10 +256,7 @@ def process_stamp(pid: int) -> str | None:
     """
     if sys.platform.startswith("linux"):
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-            fields = stat[stat.rindex(b")") + 2 :].split()
-            return f"ticks:{int(fields[19])}"
+            return f"ticks:{int(_stat_fields(pid)[_START_TICKS])}"
         except (OSError, ValueError, IndexError):
             return None
     try:
@@ -265,11 +279,10 @@ def _spawned(pid: int, boot_time: float) -> tuple[str | None, int, float | None]
     ``/proc/stat`` once more."""
     if sys.platform.startswith("linux"):
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-            fields = stat[stat.rindex(b")") + 2 :].split()
-            ticks = int(fields[19])
-            return f"ticks:{ticks}", int(fields[2]), boot_time + ticks / _CLOCK_TICKS
+            fields = _stat_fields(pid)
+            ticks = int(fields[_START_TICKS])
+            pgid = int(fields[_PGRP])
+            return f"ticks:{ticks}", pgid, boot_time + ticks / _CLOCK_TICKS
         except (OSError, ValueError, IndexError):
             pass
     try:
