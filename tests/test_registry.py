@@ -645,6 +645,11 @@ def crash_mid_startup(variant: str) -> subprocess.CompletedProcess[str]:
     return crashed
 
 
+#: The crashed runs' instance, one per test process: under xdist, the same test
+#: on another backend may crash a run at the same moment.
+CRASHY = f"crashy-{os.getpid()}"
+
+
 @pytest.mark.anyio
 async def test_a_sigkill_mid_startup_leaves_nothing_behind(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
@@ -652,11 +657,11 @@ async def test_a_sigkill_mid_startup_leaves_nothing_behind(
     """The parent is SIGKILLed after 4 of 16 workers are ready. Its workers die
     with it (parent-death signal); the grandchildren each started in ``setup()``
     are ended by the run's reaper, which then removes the record."""
-    monkeypatch.setenv(INSTANCE_ENV, "crashy")
+    monkeypatch.setenv(INSTANCE_ENV, CRASHY)
     crashed = await anyio.to_thread.run_sync(crash_mid_startup, "with-reaper")
     assert "ended" in crashed.stderr and "leftover process(es)" in crashed.stderr
-    assert list((data_dir / "crashy").glob("*.json")) == []
-    assert [p for p in marked_by_instance("crashy") if not gone(p)] == []
+    assert list((data_dir / CRASHY).glob("*.json")) == []
+    assert [p for p in marked_by_instance(CRASHY) if not gone(p)] == []
 
 
 def marked_by_instance(instance: str) -> list[psutil.Process]:
@@ -677,9 +682,9 @@ async def test_a_start_after_a_sigkill_mid_startup_removes_every_survivor(
 ) -> None:
     """As above, but the reaper died with the parent: the grandchildren live on,
     and the next start of the same instance must end them."""
-    monkeypatch.setenv(INSTANCE_ENV, "crashy")
+    monkeypatch.setenv(INSTANCE_ENV, CRASHY)
     await anyio.to_thread.run_sync(crash_mid_startup, "without-reaper")
-    (path,) = (data_dir / "crashy").glob("*.json")
+    (path,) = (data_dir / CRASHY).glob("*.json")
     old = read_record(path)
     try:
         assert 4 <= len(old.workers) <= 16
