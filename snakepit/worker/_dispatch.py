@@ -95,15 +95,7 @@ def prepare_commands(cls: type[Adapter]) -> None:
 class Command:
     """One command bound to the adapter instance, with its argument check."""
 
-    __slots__ = (
-        "_accepted",
-        "_required",
-        "_signature",
-        "_var_keyword",
-        "func",
-        "name",
-        "stream",
-    )
+    __slots__ = ("_shape", "func", "name", "stream")
 
     def __init__(
         self,
@@ -116,21 +108,17 @@ class Command:
         self.name = name
         self.func = func
         self.stream = stream
-        if shape is None:
-            shape = _shape(func)
-        self._signature = shape.signature
-        self._accepted = shape.accepted
-        self._required = shape.required
-        self._var_keyword = shape.var_keyword
+        self._shape = _shape(func) if shape is None else shape
 
     def check(self, args: Mapping[str, object]) -> None:
         """Raise :class:`InvalidArguments` unless *args* fit the signature."""
         keys = args.keys()
-        required = self._required
+        shape = self._shape
+        required = shape.required
         if (
             required is not None
             and keys >= required
-            and (keys <= self._accepted if not self._var_keyword else _all_str(keys))
+            and (keys <= shape.accepted if not shape.var_keyword else _all_str(keys))
         ):
             return
         self._explain(args)
@@ -143,10 +131,11 @@ class Command:
                     f"command {self.name!r}: argument names must be strings, "
                     f"got {key!r}",
                 )
-        if self._signature is None:
+        signature = self._shape.signature
+        if signature is None:
             return
         try:
-            self._signature.bind(**args)
+            signature.bind(**args)
         except TypeError as exc:
             raise InvalidArguments(
                 "TypeError", f"command {self.name!r}: {exc}"
