@@ -54,7 +54,3 @@ class CallTimes:
         if self._mean.get(command, math.inf) >= SHORT_CALL:
             return False
         return sent_at is None or now - sent_at < SHORT_CALL
-
-    def mean(self, command: str) -> float | None:
-        """*command*'s average call time, or None if it was never timed."""
-        return self._mean.get(command)

@@ -876,11 +876,8 @@ class WorkerProcess:
         again, ahead of the pool's queue; if the call started meanwhile, it runs
         here and answers as usual. Streams are never recalled.
         """
-        position = len(self._pending)
-        for req_id in reversed(self._pending):
-            position -= 1
-            if position < self.capacity:
-                return False  # the first ``capacity`` calls may have started
+        # The first ``capacity`` calls may have started (see _may_have_started).
+        for req_id in reversed(list(self._pending)[self.capacity :]):
             pending = self._pending[req_id]
             if pending.chunks is None and not pending.recalled:
                 pending.recalled = True
