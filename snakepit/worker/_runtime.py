@@ -2,9 +2,9 @@
 
 Threads, and who does what:
 
-- the **main thread** sends ``Hello``, starts the server threads, then waits for
-  ``Shutdown`` and for the calls accepted before it to finish; it then runs
-  ``teardown()``, sends ``Bye`` and returns the exit status;
+- the **main thread** sends ``Hello``, starts the server threads, then watches
+  lent leads (below) until ``Shutdown`` and the end of the calls accepted before
+  it; it then runs ``teardown()``, sends ``Bye`` and returns the exit status;
 - ``--threads`` + 1 **server threads** take turns (leader/follower): one at a time,
   the *leader*, reads the request fd. It answers ``Ping`` itself (so a health
   check works while commands run), checks each ``Call`` (fields, command,
@@ -14,6 +14,16 @@ Threads, and who does what:
   At most ``--threads`` calls run at once, so one thread is always left to read.
   The thread that read a call runs it: no hand-off between reading and running
   (a hand-off between two threads costs more than a small call).
+- **Lending the lead.** When the call the leader takes fills the last free thread
+  (always, with one thread), no other call could start before one ends, so the
+  leader keeps the lead while it runs the call (it *lends* it to the call) and
+  goes back to reading when the call is answered: a stream of small calls is
+  read, run and answered by one thread, with no wake-up of another per call. A
+  thread that finishes another call takes a lent lead over at once; and the main
+  thread, the *watchdog*, takes it back from a call that has held it for a whole
+  tick (``LEND_TICK``) and hands it to a waiting thread, so a ``Ping`` or a
+  ``Cancel`` waits at most two ticks behind a long call. Streams never borrow the
+  lead: a ``Cancel`` must reach them between two chunks.
 
 Every frame is encoded outside, and written whole under, one lock.
 
@@ -30,6 +40,7 @@ start in the order they arrived.
 from __future__ import annotations
 
 import os
+import select
 import sys
 import threading
 from collections import deque
@@ -83,6 +94,11 @@ from ._safety import ThreadSafetyChecker
 
 _READ_SIZE = 64 * 1024  # below glibc's mmap threshold: no mmap per small read
 _MAX_READ_SIZE = 16 * 1024 * 1024
+#: Seconds between two looks of the watchdog at a lent lead: a call that has held
+#: the lead through a whole tick loses it (so a Ping waits at most two ticks).
+#: A tick is one wake-up of the main thread per 5 ms while calls come in, none
+#: while the worker idles.
+LEND_TICK = 0.005
 _MAX_MESSAGE_CHARS = 64 * 1024
 _MAX_TRACEBACK_CHARS = 256 * 1024
 _EXCEPTION = ErrorKind.EXCEPTION.value
@@ -143,18 +159,28 @@ class Runtime:
         self._max = options.max_frame_bytes
         self._write_lock = threading.Lock()
         self._said_bye = False
-        #: Held by the thread reading the request fd (the leader).
+        #: Held by the thread reading the request fd (the leader), or lent to the
+        #: call it runs. Released by whoever hands the lead on: the leader, or
+        #: the watchdog taking a lent lead back (a Lock may be released by any
+        #: thread).
         self._lead = threading.Lock()
         self._decoder = FrameDecoder(self._max)
-        #: Guards the fields below; notified when the last accepted call is done.
+        #: Is a request waiting to be read? (asked by a leader between two calls)
+        self._news = select.poll()
+        self._news.register(options.request_fd, select.POLLIN)
+        #: Guards the fields below; notified at a lend the watchdog sleeps through
+        #: and, after Shutdown, when the last accepted call is done.
         self._state = threading.Condition(threading.Lock())
         #: Calls accepted and not started, in arrival order.
         self._jobs: deque[_Job] = deque()
         self._running = 0
         self._in_flight = 0  # accepted and not answered (queued or running)
         self._streams: dict[int, _Stream] = {}
+        self._lent = False  # the lead is lent to a running call
+        self._lends = 0  # leads lent so far (the watchdog's clock of progress)
+        self._watch_idle = False  # the watchdog sleeps until the next lend
         self._closing = False  # the leader's own flag: no new calls
-        self._shutdown = threading.Event()
+        self._shutdown = threading.Event()  # set under _state
 
     def run(self) -> int:
         """Send ``Hello``, serve until ``Shutdown``, then drain and say ``Bye``."""
@@ -182,9 +208,7 @@ class Runtime:
             threading.Thread(
                 target=self._serve, name=f"snakepit-server-{i}", daemon=True
             ).start()
-        self._shutdown.wait()
-        with self._state:  # no call is accepted any more: wait for the last one
-            self._state.wait_for(lambda: self._in_flight == 0)
+        self._watch()
         code = ExitCode.OK
         try:
             self._adapter.teardown()
@@ -226,22 +250,51 @@ class Runtime:
         try:
             while True:
                 job = self._take_job()
-                if job is None:
-                    with self._lead:
-                        job = self._take_job()  # queued while we waited to lead
-                        if job is None:
-                            if not self._read():
-                                return  # end of file after Shutdown
-                            job = self._take_job()
-                if job is not None:  # the lead is handed over: run it
-                    frame = self._run_job(job)
-                    job = None  # its arguments are garbage now
-                    self._write_or_exit(frame)
-                    del frame
-                    self._finished(ran=True)  # after its answer (see run())
+                if job is not None:
+                    self._answer(job)
+                    continue
+                if not self._take_lent_lead():
+                    self._lead.acquire()
+                if not self._lead_reading():
+                    return  # end of file after Shutdown
         except BaseException as exc:
             report("internal error in a server thread", exc)
             exit_now(ExitCode.INTERNAL_ERROR)
+
+    def _lead_reading(self) -> bool:
+        """Lead: read the request fd and queue what arrives until a call is taken
+        and the lead handed on (return True), or the expected end of file
+        (return False). Lent to a call, the lead comes back when it is answered,
+        unless a thread or the watchdog took it over meanwhile."""
+        while True:
+            job, lent = self._take_job_leading()
+            if job is None:
+                if not self._read():
+                    self._lead.release()
+                    return False
+            elif not lent:
+                self._lead.release()
+                self._answer(job)
+                return True
+            else:
+                kept = self._answer(job, lent=True)
+                job = None  # its arguments are garbage now
+                if not kept:
+                    return True
+                # Before the next queued call, read what arrived meanwhile: a
+                # Cancel of that call, or a Ping, must not wait for it.
+                if self._jobs and self._news.poll(0) and not self._read():
+                    self._lead.release()
+                    return False
+
+    def _answer(self, job: _Job, *, lent: bool = False) -> bool:
+        """Run *job*, write its answer and count it done. If the lead was *lent*
+        to it, return whether it is still ours (else it was taken over)."""
+        frame = self._run_job(job)
+        del job  # its arguments are garbage now
+        self._write_or_exit(frame)
+        del frame
+        return self._finished(ran=True, lent=lent)  # after its answer (see run())
 
     def _take_job(self) -> _Job | None:
         """The next queued call, if fewer than ``threads`` calls run."""
@@ -250,6 +303,50 @@ class Runtime:
                 return None
             self._running += 1
             return self._jobs.popleft()
+
+    def _take_job_leading(self) -> tuple[_Job | None, bool]:
+        """The leader's :meth:`_take_job`: also say whether to lend it the lead
+        (it fills the last free thread, and is not a stream)."""
+        with self._state:
+            if not self._jobs or self._running >= self._options.threads:
+                return None, False
+            self._running += 1
+            job = self._jobs.popleft()
+            if self._running < self._options.threads or job[3] is not None:
+                return job, False
+            self._lent = True
+            self._lends += 1
+            if self._watch_idle:
+                self._watch_idle = False
+                self._state.notify_all()
+            return job, True
+
+    def _take_lent_lead(self) -> bool:
+        """Take over a lead lent to a running call: a free thread reads instead."""
+        with self._state:
+            if self._lent:
+                self._lent = False
+                return True
+            return False
+
+    def _watch(self) -> None:
+        """The main thread: take a lent lead back from a call that keeps it a
+        whole tick, until ``Shutdown`` and the end of every accepted call."""
+        state = self._state
+        seen = -1
+        with state:
+            while not (self._shutdown.is_set() and self._in_flight == 0):
+                if self._lends == seen:
+                    if self._lent:  # the same call, lent a tick ago: take it back
+                        self._lent = False
+                        self._lead.release()
+                    else:  # no lend for a tick: sleep until the next one
+                        self._watch_idle = True
+                        state.wait()
+                        self._watch_idle = False
+                        continue
+                seen = self._lends
+                state.wait(LEND_TICK)
 
     def _read(self) -> bool:
         """Read the request fd once and act on what arrived. Return False at the
@@ -367,16 +464,24 @@ class Runtime:
 
     def _begin_shutdown(self) -> None:
         self._closing = True
-        self._shutdown.set()
+        with self._state:
+            self._shutdown.set()
+            self._state.notify_all()
 
-    def _finished(self, *, ran: bool = False) -> None:
-        """Count an accepted call answered (and, if *ran*, no longer running)."""
+    def _finished(self, *, ran: bool = False, lent: bool = False) -> bool:
+        """Count an accepted call answered (and, if *ran*, no longer running).
+        If the lead was *lent* to it, take it back and return True, or return
+        False if it was taken over meanwhile."""
         with self._state:
             self._in_flight -= 1
             if ran:
                 self._running -= 1
-            if self._in_flight == 0:
-                self._state.notify_all()
+            if self._in_flight == 0 and self._shutdown.is_set():
+                self._state.notify_all()  # the watchdog's drain is over
+            if lent and self._lent:
+                self._lent = False
+                return True
+            return False
 
     def _send_error(
         self, call_id: int, kind: str, type_name: str, message: str

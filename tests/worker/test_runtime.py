@@ -7,6 +7,7 @@ Nothing waits on wall time: blocking commands wait for a file the test creates.
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import signal
@@ -513,6 +514,65 @@ def test_cancel_of_a_call_still_waiting_for_its_turn_skips_it(
     assert worker.recv() == Reply(running, f"saw {gate}")
     # it never ran (it would have waited forever): the worker is free
     assert worker.call("ping") == Reply(waiting + 1, "pong")
+
+
+# --- Lending the lead ---
+
+
+def _switches(names: list[object]) -> int:
+    return sum(1 for a, b in itertools.pairwise(names) if a != b)
+
+
+def test_one_thread_reads_runs_and_answers_a_run_of_small_calls(
+    worker: Driver,
+) -> None:
+    # With one thread the reader keeps the lead while it runs each call: were it
+    # handed over at every call, the two server threads would alternate. (The
+    # watchdog may still move it if the machine stalls a call for a whole tick.)
+    for _ in range(3):  # both server threads have started and settled
+        worker.call("server_thread")
+    names = [worker.call("server_thread").value for _ in range(20)]  # type: ignore[union-attr]
+    assert _switches(names) <= 3, names
+    ids = [worker.submit("server_thread") for _ in range(20)]  # sent ahead
+    replies = [worker.recv() for _ in ids]
+    assert [reply.id for reply in replies] == ids  # type: ignore[union-attr]
+    names = [reply.value for reply in replies]  # type: ignore[union-attr]
+    assert _switches(names) <= 3, names
+
+
+def test_a_long_call_loses_its_lent_lead_and_one_thread_leads_again_after(
+    worker: Driver, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    long = worker.submit("wait_for_file", path=str(gate))
+    worker.send(Ping(1))  # read by the other thread once the watchdog steps in
+    pong = worker.recv()
+    assert isinstance(pong, Pong) and (pong.id, pong.in_flight) == (1, 1)
+    gate.touch()
+    assert worker.recv() == Reply(long, f"saw {gate}")
+    for _ in range(3):  # the thread that lost the lead settles as the follower
+        worker.call("server_thread")
+    names = [worker.call("server_thread").value for _ in range(20)]  # type: ignore[union-attr]
+    assert _switches(names) <= 3, names
+
+
+def test_a_saturated_thread_worker_still_answers_pings_and_calls(
+    tmp_path: Path,
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    with Driver(THREADED, threads=2) as driver:
+        driver.hello()
+        a = driver.submit("wait_for_file", path=str(first))
+        b = driver.submit("wait_for_file", path=str(second))  # the last thread
+        driver.send(Ping(1))  # taken back from b by the watchdog
+        pong = driver.recv()
+        assert isinstance(pong, Pong) and (pong.id, pong.in_flight) == (1, 2)
+        first.touch()
+        assert driver.recv() == Reply(a, f"saw {first}")
+        # a's thread is free: the next call runs while b still holds its thread
+        assert driver.call("add", a=1, b=2) == Reply(b + 1, 3)
+        second.touch()
+        assert driver.recv() == Reply(b, f"saw {second}")
 
 
 # --- Threads ---

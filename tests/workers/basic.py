@@ -59,6 +59,11 @@ class BasicAdapter(Adapter):
     def echo(self, value: object) -> object:
         return value
 
+    @command
+    def server_thread(self) -> str:
+        """The name of the server thread running this call."""
+        return threading.current_thread().name
+
     @command(name="setup_ran")
     def did_setup_run(self) -> bool:
         return self.setup_ran
