@@ -54,7 +54,7 @@ from snakepit.telemetry._span import QUIET_SPAN, QuietSpan, span_listened
 from snakepit.worker._dispatch import MAP_COMMAND
 
 from ._ahead import CallTimes
-from ._signal import Signal, loop_clock, new_signal
+from ._signal import Signal, loop_clock, new_signal, signal_type
 from ._slot import RecycleTicket, WorkerSlot
 from ._spawn import worker_env
 from ._stream import ChunkStream
@@ -173,6 +173,7 @@ class Pool:
         self._changed = anyio.Event()
         #: anyio.current_time, as the backend reads it (found once in _serve).
         self._clock: Callable[[], float] = anyio.current_time
+        self._new_signal: Callable[[], Signal] = new_signal
         self._stats = dict.fromkeys(
             (
                 "requests",
@@ -214,6 +215,7 @@ class Pool:
 
     async def _serve(self, task_status: TaskStatus[Pool]) -> None:
         self._clock = loop_clock()
+        self._new_signal = signal_type()
         try:
             async with anyio.create_task_group() as tg:
                 sup_done = anyio.Event()
@@ -437,7 +439,7 @@ class Pool:
         if worker is not None:
             span.set_metadata(worker_id=worker.id)
             return await worker.call(req_id, command, frame, limit)
-        pending = Pending(command)
+        pending = Pending(command, self._new_signal())
         waiter = _Waiter(session_id, command, pending.event, (req_id, frame, pending))
         self._enqueue(waiter, first)
         try:

@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ("FutureSignal", "Signal", "loop_clock", "new_signal")
+__all__ = ("FutureSignal", "Signal", "loop_clock", "new_signal", "signal_type")
 
 
 class Signal(Protocol):
@@ -76,6 +76,16 @@ def new_signal() -> Signal:
     import trio
 
     return trio.Event()
+
+
+def signal_type() -> Callable[[], Signal]:
+    """What :func:`new_signal` builds on the running loop's backend, found once:
+    a hot path that makes a signal per call calls this instead (half the cost)."""
+    if asyncio._get_running_loop() is not None:
+        return FutureSignal
+    import trio
+
+    return trio.Event
 
 
 def loop_clock() -> Callable[[], float]:

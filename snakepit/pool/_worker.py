@@ -863,10 +863,11 @@ class WorkerProcess:
             # wakes up) is a call of unknown length too.
             return False
         now = time.monotonic()
-        return all(
-            times.may_wait_behind(pending.command, pending.sent_at, now)
-            for pending in self._pending.values()
-        )
+        may_wait_behind = times.may_wait_behind
+        for pending in self._pending.values():
+            if not may_wait_behind(pending.command, pending.sent_at, now):
+                return False
+        return True
 
     def recall(self) -> bool:
         """Take back the newest call sent ahead (pipelined, not started): ask the

@@ -168,9 +168,12 @@ class Runtime:
         #: Is a request waiting to be read? (asked by a leader between two calls)
         self._news = select.poll()
         self._news.register(options.request_fd, select.POLLIN)
-        #: Guards the fields below; notified at a lend the watchdog sleeps through
-        #: and, after Shutdown, when the last accepted call is done.
-        self._state = threading.Condition(threading.Lock())
+        #: Guards the fields below (taken bare on the hot path: a Condition's
+        #: ``with`` costs two Python calls more).
+        self._lock = threading.Lock()
+        #: Notified at a lend the watchdog sleeps through and, after Shutdown,
+        #: when the last accepted call is done.
+        self._state = threading.Condition(self._lock)
         #: Calls accepted and not started, in arrival order.
         self._jobs: deque[_Job] = deque()
         self._running = 0
@@ -298,7 +301,7 @@ class Runtime:
 
     def _take_job(self) -> _Job | None:
         """The next queued call, if fewer than ``threads`` calls run."""
-        with self._state:
+        with self._lock:
             if not self._jobs or self._running >= self._options.threads:
                 return None
             self._running += 1
@@ -307,7 +310,7 @@ class Runtime:
     def _take_job_leading(self) -> tuple[_Job | None, bool]:
         """The leader's :meth:`_take_job`: also say whether to lend it the lead
         (it fills the last free thread, and is not a stream)."""
-        with self._state:
+        with self._lock:
             if not self._jobs or self._running >= self._options.threads:
                 return None, False
             self._running += 1
@@ -323,7 +326,7 @@ class Runtime:
 
     def _take_lent_lead(self) -> bool:
         """Take over a lead lent to a running call: a free thread reads instead."""
-        with self._state:
+        with self._lock:
             if self._lent:
                 self._lent = False
                 return True
@@ -334,7 +337,7 @@ class Runtime:
         whole tick, until ``Shutdown`` and the end of every accepted call."""
         state = self._state
         seen = -1
-        with state:
+        with self._lock:
             while not (self._shutdown.is_set() and self._in_flight == 0):
                 if self._lends == seen:
                     if self._lent:  # the same call, lent a tick ago: take it back
@@ -427,19 +430,19 @@ class Runtime:
             )
             return
         stream = _Stream() if command.stream else None
-        with self._state:
+        with self._lock:
             self._in_flight += 1
             if stream is not None:
                 self._streams[call_id] = stream
             self._jobs.append((call_id, command, args, stream, session_id, meta))
 
     def _pong(self, ping: Ping) -> None:
-        with self._state:
+        with self._lock:
             in_flight = self._in_flight
         self._write_or_exit(encode(Pong(ping.id, rss_bytes(), in_flight)))
 
     def _cancel(self, cancel: Cancel) -> None:
-        with self._state:
+        with self._lock:
             stream = self._streams.get(cancel.id)
             job = None
             if stream is None:  # a plain call not started yet never will be
@@ -464,7 +467,7 @@ class Runtime:
 
     def _begin_shutdown(self) -> None:
         self._closing = True
-        with self._state:
+        with self._lock:
             self._shutdown.set()
             self._state.notify_all()
 
@@ -472,7 +475,7 @@ class Runtime:
         """Count an accepted call answered (and, if *ran*, no longer running).
         If the lead was *lent* to it, take it back and return True, or return
         False if it was taken over meanwhile."""
-        with self._state:
+        with self._lock:
             self._in_flight -= 1
             if ran:
                 self._running -= 1
@@ -592,7 +595,7 @@ class Runtime:
                 return self._exception_frame(call_id, exc)
             return self._pump(call_id, command, items, stream)
         finally:
-            with self._state:
+            with self._lock:
                 self._streams.pop(call_id, None)
 
     def _pump(
