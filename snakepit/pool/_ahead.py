@@ -19,8 +19,10 @@ safe direction.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Protocol
 
-__all__ = ("SHORT_CALL", "CallTimes")
+__all__ = ("SHORT_CALL", "CallTimes", "TimedCall")
 
 #: A command whose calls take less than this on average may have calls sent
 #: ahead behind it. Well above a small call's round trip through a loaded
@@ -30,6 +32,17 @@ __all__ = ("SHORT_CALL", "CallTimes")
 SHORT_CALL = 0.01
 #: Weight of the newest time in a command's running average.
 _WEIGHT = 0.2
+
+
+class TimedCall(Protocol):
+    """A call on a worker, as :meth:`CallTimes.may_wait_behind` sees it."""
+
+    @property
+    def command(self) -> str: ...
+
+    @property
+    def sent_at(self) -> float | None:
+        """When it was sent, if nothing was ahead of it (else None)."""
 
 
 class CallTimes:
@@ -47,10 +60,15 @@ class CallTimes:
             seconds if mean is None else mean + _WEIGHT * (seconds - mean)
         )
 
-    def may_wait_behind(self, command: str, sent_at: float | None, now: float) -> bool:
-        """Whether a call may be sent to wait behind one of *command* sent at
-        *sent_at* (None: sent ahead, not started yet): the command is short and
-        that call has not run :data:`SHORT_CALL` already."""
-        if self._mean.get(command, math.inf) >= SHORT_CALL:
-            return False
-        return sent_at is None or now - sent_at < SHORT_CALL
+    def may_wait_behind(self, calls: Iterable[TimedCall], now: float) -> bool:
+        """Whether a call may be sent to wait behind *calls*: each is of a short
+        command and none has run :data:`SHORT_CALL` already (asked per call sent
+        ahead: one loop, no call per item)."""
+        mean = self._mean
+        for call in calls:
+            if mean.get(call.command, math.inf) >= SHORT_CALL:
+                return False
+            sent_at = call.sent_at
+            if sent_at is not None and now - sent_at >= SHORT_CALL:
+                return False
+        return True

@@ -862,12 +862,7 @@ class WorkerProcess:
             # A unit taken for a call not sent yet (its caller sends it when it
             # wakes up) is a call of unknown length too.
             return False
-        now = time.monotonic()
-        may_wait_behind = times.may_wait_behind
-        for pending in self._pending.values():
-            if not may_wait_behind(pending.command, pending.sent_at, now):
-                return False
-        return True
+        return times.may_wait_behind(self._pending.values(), time.monotonic())
 
     def recall(self) -> bool:
         """Take back the newest call sent ahead (pipelined, not started): ask the
