@@ -430,14 +430,16 @@ class Pool:
         """Send a plain call to a free worker, or queue it encoded; return its
         outcome (see :meth:`execute`). *first*: ahead of the queue (a recalled
         call)."""
-        self._check_open()
+        if self._broken is not None or self._closed:
+            self._check_open()  # raises
         worker = self._take_free(session_id, first)
         if worker is None and limit != math.inf:
             # The call's own timeout runs from when it is sent, so its caller
             # must wake up then: take a worker, then call.
             worker = await self._acquire(session_id, command, first)
         if worker is not None:
-            span.set_metadata(worker_id=worker.id)
+            if span is not QUIET_SPAN:
+                span.set_metadata(worker_id=worker.id)
             return await worker.call(req_id, command, frame, limit)
         pending = Pending(command, self._new_signal())
         waiter = _Waiter(session_id, command, pending.event, (req_id, frame, pending))
@@ -455,7 +457,8 @@ class Pool:
             self._leave_queue(waiter)
             assert waiter.error is not None
             raise waiter.error
-        span.set_metadata(worker_id=worker.id)
+        if span is not QUIET_SPAN:
+            span.set_metadata(worker_id=worker.id)
         return worker.outcome(pending)
 
     def _enqueue(self, waiter: _Waiter, first: bool = False) -> None:
@@ -756,10 +759,12 @@ class Pool:
             span = telemetry.span(
                 _E_REQUEST, {"pool": self.config.name, "command": command}
             )
+        quiet = span is QUIET_SPAN  # no metadata to set: skip the calls
         with span:
-            span.set_metadata(worker_id=None, success=False)
+            if not quiet:
+                span.set_metadata(worker_id=None, success=False)
             try:
-                req_id = self._next_id()
+                req_id = next(self._ids)
                 # A plain dict is encoded as it is: no copy per call.
                 payload = args if type(args) is dict else dict(args or {})
                 frame = encode_frame(
@@ -781,7 +786,8 @@ class Pool:
                         if attempts == _MAX_REDISPATCH:
                             raise exc.error from None
                         continue  # it never ran: send it to another worker
-                    span.set_metadata(success=True)
+                    if not quiet:
+                        span.set_metadata(success=True)
                     return result
             except BaseException:
                 self._count_error()
