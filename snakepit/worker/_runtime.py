@@ -43,6 +43,7 @@ import os
 import select
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import cast
@@ -99,6 +100,10 @@ _MAX_READ_SIZE = 16 * 1024 * 1024
 #: A tick is one wake-up of the main thread per 5 ms while calls come in, none
 #: while the worker idles.
 LEND_TICK = 0.005
+#: While calls are queued, a leader looks for news (a Cancel of one of them, a
+#: Ping) between two of them at most this often: one poll() per call costs more
+#: than a small call.
+NEWS_EVERY = 0.001
 _MAX_MESSAGE_CHARS = 64 * 1024
 _MAX_TRACEBACK_CHARS = 256 * 1024
 _EXCEPTION = ErrorKind.EXCEPTION.value
@@ -159,6 +164,7 @@ class Runtime:
         self._max = options.max_frame_bytes
         self._write_lock = threading.Lock()
         self._said_bye = False
+        self._last_read = 0.0  # when the leader last read the request fd
         #: Held by the thread reading the request fd (the leader), or lent to the
         #: call it runs. Released by whoever hands the lead on: the leader, or
         #: the watchdog taking a lent lead back (a Lock may be released by any
@@ -284,9 +290,15 @@ class Runtime:
                 job = None  # its arguments are garbage now
                 if not kept:
                     return True
-                # Before the next queued call, read what arrived meanwhile: a
-                # Cancel of that call, or a Ping, must not wait for it.
-                if self._jobs and self._news.poll(0) and not self._read():
+                # Between two queued calls, read what arrived meanwhile (now and
+                # then): a Cancel of one of them, or a Ping, must not wait for
+                # all of them.
+                if (
+                    self._jobs
+                    and time.monotonic() - self._last_read >= NEWS_EVERY
+                    and self._news.poll(0)
+                    and not self._read()
+                ):
                     self._lead.release()
                     return False
 
@@ -358,6 +370,7 @@ class Runtime:
         size = min(max(_READ_SIZE, decoder.needed), _MAX_READ_SIZE)
         try:
             data = os.read(self._options.request_fd, size)
+            self._last_read = time.monotonic()
         except OSError as exc:
             exit_now(ExitCode.PROTOCOL_ERROR, f"cannot read the request channel: {exc}")
         if not data:
