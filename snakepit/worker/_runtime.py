@@ -94,7 +94,9 @@ from ._report import (
 from ._safety import ThreadSafetyChecker
 
 _READ_SIZE = 64 * 1024  # below glibc's mmap threshold: no mmap per small read
-_MAX_READ_SIZE = 16 * 1024 * 1024
+#: The most one read of the rest of a large frame asks for: the pipe's buffer
+#: as the pool sizes it (1 MiB), so no read can return more.
+_MAX_READ_SIZE = 1024 * 1024
 #: Seconds between two looks of the watchdog at a lent lead: a call that has held
 #: the lead through a whole tick loses it (so a Ping waits at most two ticks).
 #: A tick is one wake-up of the main thread per 5 ms while calls come in, none
@@ -165,6 +167,8 @@ class Runtime:
         self._write_lock = threading.Lock()
         self._said_bye = False
         self._last_read = 0.0  # when the leader last read the request fd
+        #: Where the rest of a large frame is read (made at the first one).
+        self._big_buffer: bytearray | None = None
         #: Held by the thread reading the request fd (the leader), or lent to the
         #: call it runs. Released by whoever hands the lead on: the leader, or
         #: the watchdog taking a lent lead back (a Lock may be released by any
@@ -260,7 +264,10 @@ class Runtime:
             while True:
                 job = self._take_job()
                 if job is not None:
-                    self._answer(job)
+                    frame = self._run_job(job)
+                    job = None  # garbage now: see _answer
+                    self._answer(frame)
+                    del frame
                     continue
                 if not self._take_lent_lead():
                     self._lead.acquire()
@@ -283,11 +290,15 @@ class Runtime:
                     return False
             elif not lent:
                 self._lead.release()
-                self._answer(job)
+                frame = self._run_job(job)
+                job = None
+                self._answer(frame)
                 return True
             else:
-                kept = self._answer(job, lent=True)
-                job = None  # its arguments are garbage now
+                frame = self._run_job(job)
+                job = None
+                kept = self._answer(frame, lent=True)
+                del frame
                 if not kept:
                     return True
                 # Between two queued calls, read what arrived meanwhile (now and
@@ -302,11 +313,15 @@ class Runtime:
                     self._lead.release()
                     return False
 
-    def _answer(self, job: _Job, *, lent: bool = False) -> bool:
-        """Run *job*, write its answer and count it done. If the lead was *lent*
-        to it, return whether it is still ours (else it was taken over)."""
-        frame = self._run_job(job)
-        del job  # its arguments are garbage now
+    def _answer(self, frame: Frame, *, lent: bool = False) -> bool:
+        """Write the last *frame* of a call that ran and count it done. If the
+        lead was *lent* to it, return whether it is still ours (else it was
+        taken over).
+
+        The caller drops its references to the call's arguments before, and to
+        *frame* after, so that a large payload is freed as soon as it is done
+        with, not kept while the next call is read.
+        """
         self._write_or_exit(frame)
         del frame
         return self._finished(ran=True, lent=lent)  # after its answer (see run())
@@ -367,9 +382,20 @@ class Runtime:
         """Read the request fd once and act on what arrived. Return False at the
         expected end of file (after ``Shutdown``)."""
         decoder = self._decoder
-        size = min(max(_READ_SIZE, decoder.needed), _MAX_READ_SIZE)
+        needed = decoder.needed
+        data: bytes | memoryview
         try:
-            data = os.read(self._options.request_fd, size)
+            if needed <= _READ_SIZE:
+                data = os.read(self._options.request_fd, _READ_SIZE)
+            else:
+                # The rest of a large frame: into one buffer kept for it, not
+                # a new bytes per read (a 1 MiB allocation is an mmap, and its
+                # pages fault in again each time: a 16 MiB echo ran 20 % slower).
+                big = self._big_buffer
+                if big is None:
+                    big = self._big_buffer = bytearray(_MAX_READ_SIZE)
+                view = memoryview(big)[: min(needed, _MAX_READ_SIZE)]
+                data = view[: os.readv(self._options.request_fd, [view])]
             self._last_read = time.monotonic()
         except OSError as exc:
             exit_now(ExitCode.PROTOCOL_ERROR, f"cannot read the request channel: {exc}")

@@ -368,6 +368,15 @@ def test_an_unencodable_result_fails_that_call_only(worker: Driver) -> None:
     assert worker.call("add", a=1, b=2) == Reply(2, 3)
 
 
+def test_large_payloads_arrive_whole_call_after_call(worker: Driver) -> None:
+    # The rest of a large frame is read into one buffer kept across calls: each
+    # payload must come back exactly, whatever the one before it left there.
+    sizes = [3 * 1024 * 1024 + 1, 1024 * 1024 - 3, 5 * 1024 * 1024, 100, 70_000]
+    for call_id, size in enumerate(sizes, 1):
+        payload = os.urandom(size)
+        assert worker.call("echo", value=payload) == Reply(call_id, payload)
+
+
 def test_a_result_larger_than_a_frame_fails_that_call_only() -> None:
     with Driver(max_frame_bytes=4096) as driver:
         driver.hello()
