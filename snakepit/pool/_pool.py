@@ -430,8 +430,7 @@ class Pool:
         """Send a plain call to a free worker, or queue it encoded; return its
         outcome (see :meth:`execute`). *first*: ahead of the queue (a recalled
         call)."""
-        if self._broken is not None or self._closed:
-            self._check_open()  # raises
+        self._check_open()
         worker = self._take_free(session_id, first)
         if worker is None and limit != math.inf:
             # The call's own timeout runs from when it is sent, so its caller
@@ -764,7 +763,7 @@ class Pool:
             if not quiet:
                 span.set_metadata(worker_id=None, success=False)
             try:
-                req_id = next(self._ids)
+                req_id = self._next_id()
                 # A plain dict is encoded as it is: no copy per call.
                 payload = args if type(args) is dict else dict(args or {})
                 frame = encode_frame(

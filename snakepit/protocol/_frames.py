@@ -191,25 +191,16 @@ def decode_body(body: bytes | bytearray | memoryview) -> Message:
     try:
         obj = _unpackb(body, raw=False, strict_map_key=False)
     except (ValueError, TypeError) as exc:
-        raise _undecodable(body, exc) from exc
+        raise ProtocolError(
+            f"undecodable frame body of {len(body)} bytes: {type(exc).__name__}: {exc}"
+        ) from exc
     return from_wire(obj)
 
 
-def _undecodable(body: bytes | bytearray | memoryview, exc: Exception) -> ProtocolError:
-    return ProtocolError(
-        f"undecodable frame body of {len(body)} bytes: {type(exc).__name__}: {exc}"
-    )
-
-
 def _decode_frame(body: memoryview) -> Message | Undecodable:
-    """Decode one body for :class:`FrameDecoder`, salvaging what can be
-    (:func:`decode_body`, inlined: it runs once per message received)."""
+    """Decode one body for :class:`FrameDecoder`, salvaging what can be."""
     try:
-        try:
-            obj = _unpackb(body, raw=False, strict_map_key=False)
-        except (ValueError, TypeError) as exc:
-            raise _undecodable(body, exc) from exc
-        return from_wire(obj)
+        return decode_body(body)
     except ProtocolError as exc:
         salvaged = _salvage(body, exc)
         if salvaged is None:
