@@ -50,7 +50,8 @@ from snakepit.profiles import profile_for
 from snakepit.protocol import Call, Error, Frame, encode_frame
 from snakepit.supervisor import ChildSpec, Restart, Strategy, Supervisor
 from snakepit.telemetry import Span
-from snakepit.telemetry._span import QUIET_SPAN, QuietSpan, span_listened
+from snakepit.telemetry._bus import span_listened
+from snakepit.telemetry._span import QUIET_SPAN, QuietSpan
 from snakepit.worker._dispatch import MAP_COMMAND
 
 from ._ahead import CallTimes

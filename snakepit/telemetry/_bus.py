@@ -21,7 +21,7 @@ import attrs
 
 from snakepit.exceptions import HandlerAlreadyAttached
 
-from ._catalogue import HANDLER_FAILURE
+from ._catalogue import HANDLER_FAILURE, SPAN_EXCEPTION, SPAN_START, SPAN_STOP
 
 logger: Final = logging.getLogger("snakepit.telemetry")
 
@@ -112,6 +112,9 @@ class _Registry:
     """Holds the handlers. Published mappings and tuples are never mutated."""
 
     table: dict[EventName, tuple[HandlerInfo, ...]] = attrs.field(factory=dict)
+    #: The prefixes of the span events in *table*, kept with it: a hot path asks
+    #: whether a span is listened to once per call (see :func:`span_listened`).
+    spans: frozenset[EventName] = frozenset()
     by_id: dict[str, tuple[HandlerInfo, ...]] = attrs.field(factory=dict)
     observers: tuple[Observer, ...] = ()
     lock: threading.Lock = attrs.field(factory=threading.Lock)
@@ -128,7 +131,7 @@ class _Registry:
             for info in infos:
                 table[info.event] = (*table.get(info.event, ()), info)
             self.by_id[handler_id] = infos
-            self.table = table
+            self._publish(table)
 
     def detach(self, handler_id: str, member: HandlerInfo | None = None) -> bool:
         """Detach *handler_id*; given *member*, only if it is still attached."""
@@ -146,8 +149,12 @@ class _Registry:
                     table[info.event] = remaining
                 else:
                     del table[info.event]
-            self.table = table
+            self._publish(table)
             return True
+
+    def _publish(self, table: dict[EventName, tuple[HandlerInfo, ...]]) -> None:
+        self.spans = frozenset(e[:-1] for e in table if e[-1] in _SPAN_ENDS)
+        self.table = table
 
     def add_observer(self, observer: Observer) -> None:
         with self.lock:
@@ -340,6 +347,21 @@ def list_handlers(prefix: EventName = ()) -> list[HandlerInfo]:
     with _registry.lock:
         attached = list(_registry.by_id.values())
     return [info for infos in attached for info in infos if info.event[:n] == prefix]
+
+
+_SPAN_ENDS = frozenset((SPAN_START, SPAN_STOP, SPAN_EXCEPTION))
+
+
+def span_listened(event_prefix: EventName) -> bool:
+    """Internal: whether any event of a span named *event_prefix* would reach
+    anyone (a handler or an observer) now.
+
+    A hot path that opens a span per call asks first and uses
+    :data:`~snakepit.telemetry._span.QUIET_SPAN` when nobody listens, skipping
+    the span's clock readings and metadata. (A handler attached while such a
+    block runs sees no end event for it, as it would have seen no start event.)
+    """
+    return bool(_registry.observers) or event_prefix in _registry.spans
 
 
 def is_listened(event: EventName) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ._bus import EventName, _registry, check_event_name, execute, is_listened
+from ._bus import EventName, check_event_name, execute, is_listened
 from ._catalogue import SPAN_EXCEPTION, SPAN_START, SPAN_STOP
 
 #: prefix -> its (start, stop, exception) event names, for prefixes already checked:
@@ -138,22 +138,6 @@ def span(event_prefix: EventName, metadata: Mapping[str, object] | None = None) 
     .. versionadded:: 0.1
     """
     return Span(event_prefix, {} if metadata is None else dict(metadata))
-
-
-def span_listened(event_prefix: EventName) -> bool:
-    """Internal: whether any event of a span named *event_prefix* would reach
-    anyone (a handler or an observer) now.
-
-    A hot path that opens a span per call asks first and uses :data:`QUIET_SPAN`
-    when nobody listens, skipping the span's clock readings and metadata. (A
-    handler attached while such a block runs sees no end event for it, as it
-    would have seen no start event.)
-    """
-    if _registry.observers:
-        return True
-    table = _registry.table  # is_listened() of each name, inlined: per call
-    start, stop, exception = _names(event_prefix)
-    return start in table or stop in table or exception in table
 
 
 @typing.final

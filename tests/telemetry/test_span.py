@@ -161,3 +161,23 @@ async def test_cancellation_ends_the_span_with_an_exception_event(anyio_backend)
         cancelled = anyio.get_cancelled_exc_class()
         assert events[1].metadata["kind"] == cancelled.__name__
         assert isinstance(events[1].metadata["error"], cancelled)
+
+
+def test_span_listened_follows_handlers_of_the_span_events_and_observers():
+    from snakepit.telemetry._bus import span_listened
+
+    def handler(event, measurements, metadata, config):
+        pass
+
+    assert not span_listened(PREFIX)
+    telemetry.attach("other", (*PREFIX, "begun"), handler)  # not a span event
+    assert not span_listened(PREFIX)
+    for i, event in enumerate((START, STOP, EXCEPTION)):
+        telemetry.attach(f"h{i}", event, handler)
+        assert span_listened(PREFIX)
+        assert not span_listened(("app", "other"))
+        telemetry.detach(f"h{i}")
+        assert not span_listened(PREFIX)
+    with capture():  # an observer sees every event
+        assert span_listened(("app", "other"))
+    assert not span_listened(PREFIX)
