@@ -83,23 +83,20 @@ class FutureSignal:
         return future
 
 
-def new_signal() -> Signal:
-    """A fresh :class:`Signal` for the running loop's backend."""
-    if asyncio._get_running_loop() is not None:
-        return FutureSignal()
-    import trio
-
-    return trio.Event()
-
-
 def signal_type() -> Callable[[], Signal]:
-    """What :func:`new_signal` builds on the running loop's backend, found once:
-    a hot path that makes a signal per call calls this instead (half the cost)."""
+    """What makes a :class:`Signal` on the running loop's backend: found once, a
+    hot path that makes a signal per call keeps it (half the cost of
+    :func:`new_signal` per signal)."""
     if asyncio._get_running_loop() is not None:
         return FutureSignal
     import trio
 
     return trio.Event
+
+
+def new_signal() -> Signal:
+    """A fresh :class:`Signal` for the running loop's backend."""
+    return signal_type()()
 
 
 def loop_clock() -> Callable[[], float]:
