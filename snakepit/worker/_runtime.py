@@ -262,13 +262,8 @@ class Runtime:
     def _serve(self) -> None:
         try:
             while True:
-                job = self._take_job()
-                if job is not None:
-                    frame = self._run_job(job)
-                    job = None  # garbage now: see _answer
-                    self._answer(frame)
-                    del frame
-                    continue
+                if self._run_next() is not None:
+                    continue  # ran a queued call: look for the next one
                 if not self._take_lent_lead():
                     self._lead.acquire()
                 if not self._lead_reading():
@@ -283,73 +278,54 @@ class Runtime:
         (return False). Lent to a call, the lead comes back when it is answered,
         unless a thread or the watchdog took it over meanwhile."""
         while True:
-            job, lent = self._take_job_leading()
-            if job is None:
+            kept = self._run_next(leading=True)
+            if kept is None:  # nothing to run: read
                 if not self._read():
                     self._lead.release()
                     return False
-            elif not lent:
+            elif not kept:
+                return True  # handed on, before the call or while it ran
+            # Between two queued calls, read what arrived meanwhile (now and
+            # then): a Cancel of one of them, or a Ping, must not wait for all
+            # of them.
+            elif (
+                self._jobs
+                and time.monotonic() - self._last_read >= NEWS_EVERY
+                and self._news.poll(0)
+                and not self._read()
+            ):
                 self._lead.release()
-                frame = self._run_job(job)
-                job = None
-                self._answer(frame)
-                return True
-            else:
-                frame = self._run_job(job)
-                job = None
-                kept = self._answer(frame, lent=True)
-                del frame
-                if not kept:
-                    return True
-                # Between two queued calls, read what arrived meanwhile (now and
-                # then): a Cancel of one of them, or a Ping, must not wait for
-                # all of them.
-                if (
-                    self._jobs
-                    and time.monotonic() - self._last_read >= NEWS_EVERY
-                    and self._news.poll(0)
-                    and not self._read()
-                ):
-                    self._lead.release()
-                    return False
+                return False
 
-    def _answer(self, frame: Frame, *, lent: bool = False) -> bool:
-        """Write the last *frame* of a call that ran and count it done. If the
-        lead was *lent* to it, return whether it is still ours (else it was
-        taken over).
+    def _run_next(self, *, leading: bool = False) -> bool | None:
+        """Take the next queued call if fewer than ``threads`` calls run, run it
+        and answer it; return None if none was taken.
 
-        The caller drops its references to the call's arguments before, and to
-        *frame* after, so that a large payload is freed as soon as it is done
-        with, not kept while the next call is read.
+        A *leading* thread lends the lead to the call if it fills the last free
+        thread (and is not a stream), else hands the lead on before running it.
+        Returns whether the caller leads again: a lent lead still its own once
+        the call is answered (not taken over meanwhile).
         """
+        threads = self._options.threads
+        with self._lock:
+            if not self._jobs or self._running >= threads:
+                return None
+            self._running += 1
+            job = self._jobs.popleft()
+            lent = leading and self._running == threads and job[3] is None
+            if lent:
+                self._lent = True
+                self._lends += 1
+                if self._watch_idle:
+                    self._watch_idle = False
+                    self._state.notify_all()
+        if leading and not lent:
+            self._lead.release()
+        frame = self._run_job(job)
+        del job  # its arguments are garbage now
         self._write_or_exit(frame)
         del frame
         return self._finished(ran=True, lent=lent)  # after its answer (see run())
-
-    def _take_job(self) -> _Job | None:
-        """The next queued call, if fewer than ``threads`` calls run."""
-        with self._lock:
-            if not self._jobs or self._running >= self._options.threads:
-                return None
-            self._running += 1
-            return self._jobs.popleft()
-
-    def _take_job_leading(self) -> tuple[_Job | None, bool]:
-        """The leader's :meth:`_take_job`: also say whether to lend it the lead
-        (it fills the last free thread, and is not a stream)."""
-        with self._lock:
-            if not self._jobs or self._running >= self._options.threads:
-                return None, False
-            self._running += 1
-            job = self._jobs.popleft()
-            if self._running < self._options.threads or job[3] is not None:
-                return job, False
-            self._lent = True
-            self._lends += 1
-            if self._watch_idle:
-                self._watch_idle = False
-                self._state.notify_all()
-            return job, True
 
     def _take_lent_lead(self) -> bool:
         """Take over a lead lent to a running call: a free thread reads instead."""
