@@ -47,7 +47,7 @@ from snakepit.exceptions import (
 )
 from snakepit.lifecycle import RecycleReason, is_near, run_lifecycle
 from snakepit.profiles import profile_for
-from snakepit.protocol import Call, Error, Frame, encode_frame
+from snakepit.protocol import Error, Frame, encode_call
 from snakepit.supervisor import ChildSpec, Restart, Strategy, Supervisor
 from snakepit.telemetry import Span
 from snakepit.telemetry._bus import span_listened
@@ -767,8 +767,12 @@ class Pool:
                 req_id = self._next_id()
                 # A plain dict is encoded as it is: no copy per call.
                 payload = args if type(args) is dict else dict(args or {})
-                frame = encode_frame(
-                    Call(req_id, command, payload, session_id, None, collect()),
+                frame = encode_call(
+                    req_id,
+                    command,
+                    payload,
+                    session_id,
+                    collect(),
                     self.config.max_frame_bytes,
                 )
                 attempts = 0

@@ -16,6 +16,7 @@ from ._frames import Undecodable as Undecodable
 from ._frames import decode_body as decode_body
 from ._frames import decode_header as decode_header
 from ._frames import encode as encode
+from ._frames import encode_call as encode_call
 from ._frames import encode_frame as encode_frame
 from ._frames import frame_size as frame_size
 from ._messages import PROTOCOL_VERSION as PROTOCOL_VERSION
@@ -54,6 +55,7 @@ __all__ = (
     "Bye",
     "encode",
     "encode_frame",
+    "encode_call",
     "frame_size",
     "Frame",
     "decode_header",

@@ -31,6 +31,8 @@ from snakepit.protocol import (
     decode_body,
     decode_header,
     encode,
+    encode_call,
+    encode_frame,
 )
 
 from .test_messages import messages
@@ -94,6 +96,37 @@ def test_a_body_over_the_limit_is_refused_before_sending() -> None:
     assert len(encode(Reply(1, b"x" * 100), max_frame_bytes=200)) > 100
     with pytest.raises(SerializationError, match="max_frame_bytes"):
         encode(Reply(1, b"x" * 300), max_frame_bytes=200)
+
+
+@given(
+    st.integers(0, 2**63),
+    st.text(max_size=20),
+    st.dictionaries(
+        st.text(max_size=5), st.integers(-(2**63), 2**63) | st.binary(max_size=9)
+    ),
+    st.none() | st.text(max_size=8),
+    st.none() | st.dictionaries(st.text(max_size=5), st.text(max_size=5)),
+)
+def test_encode_call_is_encode_frame_of_the_call(
+    req_id: int,
+    command: str,
+    args: dict[str, object],
+    session_id: str | None,
+    meta: dict[str, str] | None,
+) -> None:
+    call = Call(req_id, command, args, session_id, None, meta)
+    assert encode_call(req_id, command, args, session_id, meta) == encode_frame(call)
+
+
+def test_encode_call_splits_a_large_body_and_refuses_what_encode_refuses() -> None:
+    big = {"data": b"x" * 400_000}
+    assert encode_call(1, "echo", big, None, None) == encode_frame(
+        Call(1, "echo", big, None, None, None)
+    )
+    with pytest.raises(SerializationError, match=r"cannot encode Call: .*lock"):
+        encode_call(1, "echo", {"lock": threading.Lock()}, None, None)
+    with pytest.raises(SerializationError, match=r"Call encodes to .* max_frame_bytes"):
+        encode_call(1, "echo", {"data": b"x" * 300}, None, None, max_frame_bytes=200)
 
 
 def test_encoding_is_thread_safe() -> None:
