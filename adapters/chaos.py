@@ -66,6 +66,8 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+import msgpack
+
 from snakepit.adapter import ThreadSafeAdapter, command
 
 __all__ = ("ChaosAdapter", "UnencodableError", "protocol_fds", "rss_bytes")
@@ -417,6 +419,14 @@ class ChaosAdapter(ThreadSafeAdapter):
     def write_protocol_garbage(self, seconds: float = _HANG_SECONDS) -> None:
         """Write a valid header with a non-msgpack body on the reply fd; sleep."""
         _write_reply_fd(b"\x00\x00\x00\x04\xc1\xc1\xc1\xc1")
+        time.sleep(_seconds("seconds", seconds))
+
+    @command
+    def write_malformed_reply(self, seconds: float = _HANG_SECONDS) -> None:
+        """Write one well-formed msgpack frame that is not a message (a Reply
+        whose id is a string) on the reply fd; sleep."""
+        body = msgpack.packb([3, "not an id", None])
+        _write_reply_fd(_HEADER.pack(len(body)) + body)
         time.sleep(_seconds("seconds", seconds))
 
     @command

@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import attrs
@@ -50,7 +50,6 @@ from snakepit.protocol import (
     End,
     Error,
     Frame,
-    FrameDecoder,
     Hello,
     Message,
     Ping,
@@ -59,7 +58,9 @@ from snakepit.protocol import (
     Shutdown,
     Tag,
     Undecodable,
+    WireDecoder,
     encode,
+    from_wire,
 )
 from snakepit.worker import ExitCode
 
@@ -86,6 +87,7 @@ CHANNEL_GRACE = 1.0
 STDERR_TAIL_LINES = 40
 #: Messages that carry a call's outcome: one that cannot be decoded fails the call.
 _RESULT_TAGS = frozenset((Tag.REPLY, Tag.CHUNK, Tag.ERROR))
+_REPLY = int(Tag.REPLY)
 
 _START_EXIT_HINTS = {
     ExitCode.ADAPTER_IMPORT: "the adapter could not be loaded",
@@ -560,7 +562,7 @@ class WorkerProcess:
     async def _read_replies(self) -> None:
         """Dispatch the worker's messages as they arrive, until end of file."""
         assert self._spawned is not None
-        decoder = FrameDecoder(self.config.max_frame_bytes)
+        decoder = WireDecoder(self.config.max_frame_bytes)
         writer = self._writer
         assert writer is not None
 
@@ -570,14 +572,17 @@ class WorkerProcess:
             # The calls these replies free room for go out in one write.
             writer.cork()
             try:
-                for message in decoder.feed(data):
-                    self._dispatch(message)
+                for wire in decoder.feed(data):
+                    self._dispatch_wire(wire)
             except ProtocolError as exc:
                 logger.error("worker %s sent an invalid frame: %s", self.id, exc)
                 self._protocol_failure = exc
                 self._kill("protocol_error")  # first: it takes no call from now
-                for good in exc.decoded:  # what came before the garbage
-                    self._dispatch(cast("Message | Undecodable", good))
+                try:
+                    for good in exc.decoded:  # what came before the garbage
+                        self._dispatch_wire(good)
+                except ProtocolError:
+                    pass  # malformed too: its call fails with the worker
             except Exception as exc:  # a bug of ours: never leave a call hanging
                 logger.exception("worker %s: dispatching a reply failed", self.id)
                 self._protocol_failure = ProtocolError(f"internal error: {exc!r}")
@@ -610,12 +615,31 @@ class WorkerProcess:
             )
             self._kill("channel_closed")
 
+    def _dispatch_wire(self, wire: object) -> None:
+        """Dispatch one frame as :class:`WireDecoder` decoded it. A Reply is
+        handled from its wire array (``[tag, id, value]``): building a Reply
+        object would cost as much again, on every call."""
+        if (
+            type(wire) is list
+            and len(wire) == 3
+            and wire[0] == _REPLY
+            and type(wire[1]) is int
+        ):
+            self._reply(wire[1], wire[2])
+        elif type(wire) is Undecodable:
+            self._dispatch(wire)
+        else:
+            self._dispatch(from_wire(wire))
+
+    def _reply(self, req_id: int, value: Any) -> None:
+        pending = self._finish(req_id)
+        if pending is not None:
+            pending.value = value
+            pending.event.set()
+
     def _dispatch(self, message: Message | Undecodable) -> None:
         if isinstance(message, Reply):
-            pending = self._finish(message.id)
-            if pending is not None:
-                pending.value = message.value
-                pending.event.set()
+            self._reply(message.id, message.value)
         elif isinstance(message, Chunk):
             pending = self._pending.get(message.id)
             if pending is not None and pending.chunks is not None:

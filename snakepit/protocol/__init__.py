@@ -13,6 +13,7 @@ from ._frames import HEADER_SIZE as HEADER_SIZE
 from ._frames import Frame as Frame
 from ._frames import FrameDecoder as FrameDecoder
 from ._frames import Undecodable as Undecodable
+from ._frames import WireDecoder as WireDecoder
 from ._frames import decode_body as decode_body
 from ._frames import decode_header as decode_header
 from ._frames import encode as encode
@@ -34,6 +35,7 @@ from ._messages import Pong as Pong
 from ._messages import Reply as Reply
 from ._messages import Shutdown as Shutdown
 from ._messages import Tag as Tag
+from ._messages import from_wire as from_wire
 
 __all__ = (
     "PROTOCOL_VERSION",
@@ -61,5 +63,7 @@ __all__ = (
     "decode_header",
     "decode_body",
     "FrameDecoder",
+    "WireDecoder",
+    "from_wire",
     "Undecodable",
 )

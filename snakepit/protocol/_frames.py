@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import struct
 import threading
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Generic, NamedTuple, TypeVar
 
 import msgpack
 
@@ -225,13 +226,16 @@ def decode_body(body: bytes | bytearray | memoryview) -> Message:
 
     .. versionadded:: 0.1
     """
+    return from_wire(_unpack(body))
+
+
+def _unpack(body: bytes | bytearray | memoryview) -> object:
     try:
-        obj = _unpackb(body, raw=False, strict_map_key=False)
+        return _unpackb(body, raw=False, strict_map_key=False)
     except (ValueError, TypeError) as exc:
         raise ProtocolError(
             f"undecodable frame body of {len(body)} bytes: {type(exc).__name__}: {exc}"
         ) from exc
-    return from_wire(obj)
 
 
 def _decode_frame(body: memoryview) -> Message | Undecodable:
@@ -245,6 +249,19 @@ def _decode_frame(body: memoryview) -> Message | Undecodable:
         return salvaged
     finally:
         body.release()  # the decoder's buffer may be resized next
+
+
+def _decode_wire(body: memoryview) -> object:
+    """Unpack one body for :class:`WireDecoder`, salvaging what can be."""
+    try:
+        return _unpack(body)
+    except ProtocolError as exc:
+        salvaged = _salvage(body, exc)
+        if salvaged is None:
+            raise
+        return salvaged
+    finally:
+        body.release()
 
 
 def _salvage(
@@ -277,31 +294,18 @@ def _too_large(size: int, limit: int) -> FrameTooLarge:
     )
 
 
-class FrameDecoder:
-    """Turn a byte stream into messages, incrementally and without I/O.
+_Item = TypeVar("_Item")
 
-    Feed it whatever a read returned; it returns the messages completed so far and
-    keeps the rest. Work is linear in the bytes fed: complete frames are decoded
-    straight from the caller's buffer, and the consumed prefix of the internal
-    buffer is dropped once per feed.
 
-    The first error poisons the decoder (the stream can no longer be trusted to be
-    in sync): that feed raises, and so does every later one. Messages completed
-    earlier in the failing feed are discarded with it.
+class _Decoder(Generic[_Item]):
+    """Split a byte stream into frames and decode each body with *decode*
+    (what :class:`FrameDecoder` and :class:`WireDecoder` share)."""
 
-    Args:
-        max_frame_bytes: the largest body accepted, checked against each header
-            before the body is buffered.
+    __slots__ = ("_buf", "_decode", "_error", "_max")
 
-    Raises:
-        ConfigError: *max_frame_bytes* is not between 1 and ``2**32 - 1``.
-
-    .. versionadded:: 0.1
-    """
-
-    __slots__ = ("_buf", "_error", "_max")
-
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    def __init__(
+        self, max_frame_bytes: int, decode: Callable[[memoryview], _Item]
+    ) -> None:
         if (
             type(max_frame_bytes) is not int
             or not 1 <= max_frame_bytes <= _LARGEST_FRAME
@@ -311,6 +315,7 @@ class FrameDecoder:
                 f"got {max_frame_bytes!r}"
             )
         self._max = max_frame_bytes
+        self._decode = decode
         self._buf = bytearray()
         self._error: ProtocolError | None = None
 
@@ -336,7 +341,7 @@ class FrameDecoder:
         (size,) = _unpack_header_from(self._buf)
         return max(1, HEADER_SIZE + int(size) - buffered)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Message | Undecodable]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[_Item]:
         """Add *data* to the stream and return the messages it completed, in order.
 
         A frame that holds one msgpack message whose fields are not Python values
@@ -365,9 +370,10 @@ class FrameDecoder:
             if source is not buf:
                 buf += data
             return []
-        messages: list[Message | Undecodable] = []
+        messages: list[_Item] = []
         pos = 0
         limit = self._max
+        decode = self._decode
         try:
             with memoryview(source) as view:
                 while end - pos >= HEADER_SIZE:
@@ -377,7 +383,7 @@ class FrameDecoder:
                     stop = pos + HEADER_SIZE + size
                     if stop > end:
                         break
-                    messages.append(_decode_frame(view[pos + HEADER_SIZE : stop]))
+                    messages.append(decode(view[pos + HEADER_SIZE : stop]))
                     pos = stop
                 if source is not buf and pos < end:
                     buf += view[pos:]
@@ -389,3 +395,48 @@ class FrameDecoder:
         if source is buf and pos:
             del buf[:pos]
         return messages
+
+
+class FrameDecoder(_Decoder[Message | Undecodable]):
+    """Turn a byte stream into messages, incrementally and without I/O.
+
+    Feed it whatever a read returned; it returns the messages completed so far and
+    keeps the rest. Work is linear in the bytes fed: complete frames are decoded
+    straight from the caller's buffer, and the consumed prefix of the internal
+    buffer is dropped once per feed.
+
+    The first error poisons the decoder (the stream can no longer be trusted to be
+    in sync): that feed raises, and so does every later one. Messages completed
+    earlier in the failing feed are discarded with it.
+
+    Args:
+        max_frame_bytes: the largest body accepted, checked against each header
+            before the body is buffered.
+
+    Raises:
+        ConfigError: *max_frame_bytes* is not between 1 and ``2**32 - 1``.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ()
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        super().__init__(max_frame_bytes, _decode_frame)
+
+
+class WireDecoder(_Decoder[object]):
+    """A :class:`FrameDecoder` that yields each frame's msgpack object as it
+    came (a message's wire array, tag first, for :func:`from_wire`), or an
+    :class:`Undecodable`: for a reader that handles its most common message
+    from the array, since building a message object costs as much as
+    unpacking it. It checks the framing and that each body is one msgpack
+    object, not that the object is a message.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ()
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        super().__init__(max_frame_bytes, _decode_wire)

@@ -112,7 +112,9 @@ async def test_print_floods_do_not_disturb_the_protocol() -> None:
             assert await pids(pool) == before
 
 
-@pytest.mark.parametrize("command", ["huge_header", "write_protocol_garbage"])
+@pytest.mark.parametrize(
+    "command", ["huge_header", "write_protocol_garbage", "write_malformed_reply"]
+)
 async def test_bad_frames_poison_only_that_worker(command: str) -> None:
     with anyio.fail_after(30), capture_events() as events:
         async with open_pool(adapter=CHAOS, size=2, max_frame_bytes=1 << 20) as pool:

@@ -28,11 +28,13 @@ from snakepit.protocol import (
     Reply,
     Tag,
     Undecodable,
+    WireDecoder,
     decode_body,
     decode_header,
     encode,
     encode_call,
     encode_frame,
+    from_wire,
 )
 
 from .test_messages import messages
@@ -329,3 +331,35 @@ def test_a_garbage_stream_never_crashes_the_decoder(stream: bytes) -> None:
         decoder.feed(stream)
     except ProtocolError:
         assert decoder.is_poisoned
+
+
+# --- WireDecoder: the same frames, as their wire arrays ---
+
+
+@given(st.lists(messages, max_size=8), st.lists(st.integers(0, 4000), max_size=12))
+def test_the_wire_decoder_yields_the_arrays_of_the_messages(
+    msgs: list[Message], cuts: list[int]
+) -> None:
+    stream = b"".join(encode(msg) for msg in msgs)
+    decoder = WireDecoder()
+    wires: list[object] = []
+    for piece in split_at(stream, cuts):
+        wires += decoder.feed(piece)
+    assert all(type(wire) is list for wire in wires)
+    assert [from_wire(wire) for wire in wires] == msgs
+
+
+def test_the_wire_decoder_checks_the_framing_not_the_message() -> None:
+    decoder = WireDecoder()
+    not_a_message = msgpack.packb([3, "not an id", None])
+    assert decoder.feed(frame_of(not_a_message)) == [[3, "not an id", None]]
+    frame = encode(Reply(7, {(1, 2): "tuple key"}))  # fails alone, as it did
+    assert decoder.feed(frame) == [
+        Undecodable(Tag.REPLY, 7, "TypeError: unhashable type: 'list'")
+    ]
+    with pytest.raises(ProtocolError) as bad:
+        decoder.feed(encode(Ping(1)) + frame_of(b"\xc1") + encode(Ping(2)))
+    assert bad.value.decoded == ([Tag.PING, 1],)
+    assert decoder.is_poisoned
+    with pytest.raises(FrameTooLarge):
+        WireDecoder(max_frame_bytes=10).feed(encode(Reply(1, b"x" * 20)))
