@@ -60,6 +60,11 @@ class CallTimes:
             seconds if mean is None else mean + _WEIGHT * (seconds - mean)
         )
 
+    def is_short(self, command: str) -> bool:
+        """Whether *command* is known to be short: a call may wait behind one of
+        its calls that has just been sent."""
+        return self._mean.get(command, math.inf) < SHORT_CALL
+
     def may_wait_behind(self, calls: Iterable[TimedCall], now: float) -> bool:
         """Whether a call may be sent to wait behind *calls*: each is of a short
         command and none has run :data:`SHORT_CALL` already (asked per call sent

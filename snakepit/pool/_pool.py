@@ -539,10 +539,11 @@ class Pool:
         except ValueError:
             pass
 
-    def _release(self, worker: WorkerProcess) -> None:
-        """One call on *worker* ended: give its capacity to the next waiter, and
-        recycle the worker if it reached a limit."""
-        worker.load -= 1
+    def _release(self, worker: WorkerProcess, ended: int = 1) -> None:
+        """*ended* calls on *worker* ended (the replies of one read): give their
+        capacity to the next waiters, and recycle the worker if it reached a
+        limit."""
+        worker.load -= ended
         if not worker.accepting:
             if worker.load <= 0:
                 worker.drained.set()
@@ -558,8 +559,9 @@ class Pool:
                 if rss is not None and rss >= self._memory_threshold:
                     self.request_recycle(worker, RecycleReason.MEMORY_THRESHOLD)
         self._serve_queue(worker)
-        if self._pipelining and worker.load < worker.capacity and not self._queue:
-            self._recall_for(worker)
+        if self._pipelining and not self._queue:
+            for _ in range(min(ended, worker.capacity - worker.load)):
+                self._recall_for(worker)
 
     # --- Lifecycle (used by the slots and snakepit.lifecycle) ---
 
@@ -678,15 +680,23 @@ class Pool:
         }
 
     def _serve_queue(self, worker: WorkerProcess) -> None:
-        while self._queue and worker.load < worker.limit and worker.accepting:
-            if worker.load >= worker.capacity and not worker.may_send_ahead():
-                break  # busy with a call that may be long
-            waiter = self._queue.popleft()
+        queue = self._queue
+        # Whether calls may be sent ahead to *worker*: asked once, when the
+        # first call would be, then kept up to date with each call sent.
+        ahead: bool | None = None
+        while queue and worker.load < worker.limit and worker.accepting:
+            if worker.load >= worker.capacity:
+                if ahead is None:
+                    ahead = worker.may_send_ahead()
+                if not ahead:
+                    break  # busy with a call that may be long
+            waiter = queue.popleft()
             if waiter.gone:
                 continue
             waiter.worker = self._take(worker, waiter.session_id)
             if waiter.call is None:
                 waiter.event.set()  # a stream: it sends for itself
+                ahead = False  # a call not sent yet is of unknown length
                 continue
             req_id, frame, pending = waiter.call
             try:
@@ -694,12 +704,16 @@ class Pool:
             except NotRun as exc:  # it is dead or dying: its caller resends
                 pending.failure = exc
                 pending.event.set()
+            times = worker.call_times
+            if ahead and times is not None and not times.is_short(pending.command):
+                ahead = False
 
     def _recall_for(self, idle: WorkerProcess) -> None:
         """*idle* has a free unit and nothing waits in the queue: take back, for
         it, a call sent ahead to the worker with the most of them, so no call
         waits behind a long one while a worker idles (see ``pipeline_depth``).
-        Called once per unit freed, so it takes back at most one call per unit."""
+        Called once per unit freed and idle, so it takes back at most one call
+        per unit."""
         victim: WorkerProcess | None = None
         surplus = 0
         for worker in self._live:

@@ -177,7 +177,9 @@ class WorkerProcess:
         capacity: calls it may run at once.
         on_ready: called with the worker once its handshake is done.
         on_gone: called once when it stops taking calls (stopping or exited).
-        on_release: called each time a call ends and frees capacity.
+        on_release: called with the number of calls that ended, once per batch
+            of replies read together (so the capacity they free is given out
+            once).
 
     .. versionadded:: 0.1
     """
@@ -191,7 +193,7 @@ class WorkerProcess:
         kill_on_abandon: bool,
         on_ready: Callable[[WorkerProcess], None],
         on_gone: Callable[[WorkerProcess], None],
-        on_release: Callable[[WorkerProcess], None],
+        on_release: Callable[[WorkerProcess, int], None],
     ) -> None:
         self.config = config
         self.id = worker_id
@@ -223,6 +225,8 @@ class WorkerProcess:
         self._on_release = on_release
         self._spawned: Spawned | None = None
         self._pending: dict[int, Pending] = {}
+        #: Calls ended by the replies being dispatched, not yet released.
+        self._ended = 0
         self._writer: FrameWriter | None = None
         #: Set by the worker's ``Hello``, or by its exit if that comes first.
         self._hello_or_exit = anyio.Event()
@@ -588,6 +592,10 @@ class WorkerProcess:
                 self._protocol_failure = ProtocolError(f"internal error: {exc!r}")
                 self._kill("protocol_error")
             finally:
+                ended = self._ended
+                if ended:
+                    self._ended = 0
+                    self._on_release(self, ended)
                 writer.uncork()
 
         try:
@@ -713,7 +721,7 @@ class WorkerProcess:
         if pending.sent_at is not None and self.call_times is not None:
             self.call_times.observe(pending.command, time.monotonic() - pending.sent_at)
         self.requests += 1
-        self._on_release(self)
+        self._ended += 1  # released after the batch it came in (see on_data)
         return pending
 
     def _resolve_failure(self, pending: Pending, failure: BaseException) -> None:

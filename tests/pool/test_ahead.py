@@ -26,6 +26,16 @@ def test_only_calls_of_short_commands_not_running_long_let_a_call_wait_behind() 
     assert not times.may_wait_behind([_Call("add", now - SHORT_CALL)], now)
 
 
+def test_is_short_is_may_wait_behind_one_call_just_sent() -> None:
+    times = CallTimes()
+    times.observe("add", SHORT_CALL / 10)
+    times.observe("train", SHORT_CALL * 10)
+    for command in ("add", "train", "never timed"):
+        just_sent = [_Call(command, 5.0)]
+        assert times.is_short(command) == times.may_wait_behind(just_sent, 5.0)
+    assert times.is_short("add") and not times.is_short("train")
+
+
 def test_the_running_average_follows_a_command_that_became_long() -> None:
     times = CallTimes()
     times.observe("add", SHORT_CALL / 10)

@@ -271,7 +271,7 @@ def test_a_unit_taken_for_a_call_not_sent_yet_counts_as_a_long_call() -> None:
         kill_on_abandon=True,
         on_ready=lambda w: None,
         on_gone=lambda w: None,
-        on_release=lambda w: None,
+        on_release=lambda w, n: None,
     )
     times = worker.call_times = CallTimes()
     times.observe("echo", 0.0001)
@@ -285,3 +285,45 @@ def test_a_unit_taken_for_a_call_not_sent_yet_counts_as_a_long_call() -> None:
     worker._pending[3] = Pending("hang")
     worker.load = 3
     assert not worker.may_send_ahead()  # never timed: may be long
+
+
+async def test_a_freed_worker_takes_calls_ahead_only_until_a_long_one_is_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The queue is served in order, and the pool sends calls ahead behind the
+    ones it just sent only while those are short: a call of a long command goes
+    ahead, and the calls after it stay in the queue."""
+    monkeypatch.setattr(_ahead, "SHORT_CALL", 0.2)  # echo short, sleep(0.3) long
+    with anyio.fail_after(30):
+        async with (
+            open_pool(adapter=CHAOS, size=1, pipeline_depth=4) as pool,
+            anyio.create_task_group() as tg,
+        ):
+            for i in range(3):
+                await pool.execute("echo", {"request_id": i})
+            await pool.execute("sleep", {"seconds": 0.3})  # timed: long
+            answered: list[int] = []
+            two_answered = anyio.Event()
+
+            async def echo(i: int) -> None:
+                await pool.execute("echo", {"request_id": i})
+                answered.append(i)
+                if len(answered) == 2:
+                    two_answered.set()
+
+            tg.start_soon(pool.execute, "sleep", {"seconds": 0.3})
+            await anyio.wait_all_tasks_blocked()
+            for start in (
+                lambda: tg.start_soon(echo, 1),
+                lambda: tg.start_soon(echo, 2),
+                lambda: tg.start_soon(pool.execute, "sleep", {"seconds": 1.0}),
+                lambda: tg.start_soon(echo, 3),
+                lambda: tg.start_soon(echo, 4),
+            ):
+                start()
+                await anyio.wait_all_tasks_blocked()
+            assert (pool.get_stats()["load"], pool.get_stats()["queued"]) == (1, 5)
+            # the first sleep ends: echo 1, then echo 2 and the long sleep ahead
+            await two_answered.wait()
+            assert answered == [1, 2]
+            assert (pool.get_stats()["load"], pool.get_stats()["queued"]) == (1, 2)
