@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager
 from typing import Any, final
 
 import anyio
-import attrs
 from anyio.abc import TaskStatus
 
 from snakepit import telemetry
@@ -82,27 +81,6 @@ _MAX_REDISPATCH = 3
 _MAX_SESSIONS = 10_000
 
 
-@attrs.define(eq=False)
-class _Waiter:
-    """A caller in the pool's queue.
-
-    A plain call queues already encoded (*call*): whoever frees capacity sends it
-    at once, from the reply's own callback, and the caller wakes only for the
-    outcome (*event* is its :class:`Pending`'s). A stream (no *call*) is woken
-    with the *worker* assigned and sends for itself.
-    """
-
-    session_id: str | None
-    command: str
-    event: Signal = attrs.Factory(new_signal)
-    #: (request id, frame, pending) of a queued plain call.
-    call: tuple[int, Frame, Pending] | None = None
-    worker: WorkerProcess | None = None
-    error: BaseException | None = None
-    gone: bool = False
-    queued_at: float = 0.0
-
-
 class _PoolSupervisor(Supervisor):
     """One permanent slot per worker, restarted one for one."""
 
@@ -152,7 +130,7 @@ class Pool:
         self._call_times = CallTimes() if self._pipelining else None
         self._kill_on_abandon = profile.kill_on_abandon
         self._workers: dict[str, WorkerProcess] = {}
-        self._queue: collections.deque[_Waiter] = collections.deque()
+        self._queue: collections.deque[Pending] = collections.deque()
         self._queue_filled = anyio.Event()
         self._sessions: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._ids = itertools.count(1)
@@ -405,7 +383,7 @@ class Pool:
         worker = self._take_free(session_id, first)
         if worker is not None:
             return worker
-        waiter = _Waiter(session_id, command)
+        waiter = Pending(command, self._new_signal(), 0, None, session_id)
         self._enqueue(waiter, first)
         try:
             await waiter.event.wait()  # bounded: see _expire_queue
@@ -415,8 +393,8 @@ class Pool:
         if waiter.worker is not None:
             return waiter.worker
         self._leave_queue(waiter)
-        assert waiter.error is not None
-        raise waiter.error
+        assert waiter.failure is not None
+        raise waiter.failure
 
     async def _call(
         self,
@@ -441,27 +419,26 @@ class Pool:
             if span is not QUIET_SPAN:
                 span.set_metadata(worker_id=worker.id)
             return await worker.call(req_id, command, frame, limit)
-        pending = Pending(command, self._new_signal())
-        waiter = _Waiter(session_id, command, pending.event, (req_id, frame, pending))
-        self._enqueue(waiter, first)
+        pending = Pending(command, self._new_signal(), req_id, frame, session_id)
+        self._enqueue(pending, first)
         try:
             await pending.event.wait()  # bounded: see _expire_queue
         except BaseException:
-            if waiter.worker is None:
-                self._leave_queue(waiter)
+            if pending.worker is None:
+                self._leave_queue(pending)
             elif not pending.event.is_set():
-                waiter.worker.abandon(req_id, "abandoned")
+                pending.worker.abandon(req_id, "abandoned")
             raise
-        worker = waiter.worker
+        worker = pending.worker
         if worker is None:  # failed in the queue (timeout, pool closing)
-            self._leave_queue(waiter)
-            assert waiter.error is not None
-            raise waiter.error
+            self._leave_queue(pending)
+            assert pending.failure is not None
+            raise pending.failure
         if span is not QUIET_SPAN:
             span.set_metadata(worker_id=worker.id)
         return worker.outcome(pending)
 
-    def _enqueue(self, waiter: _Waiter, first: bool = False) -> None:
+    def _enqueue(self, waiter: Pending, first: bool = False) -> None:
         """Queue *waiter* (*first*: at the head), or raise PoolSaturated if the
         queue is full."""
         if len(self._queue) >= self.config.max_queue_size and not first:
@@ -491,7 +468,7 @@ class Pool:
         else:
             self._queue.append(waiter)
 
-    def _queue_timed_out(self, waiter: _Waiter) -> QueueTimeout:
+    def _queue_timed_out(self, waiter: Pending) -> QueueTimeout:
         waited = self._clock() - waiter.queued_at
         self._stats["queue_timeouts"] += 1
         telemetry.execute(
@@ -525,10 +502,10 @@ class Pool:
                 continue
             queue.popleft()
             head.gone = True
-            head.error = self._queue_timed_out(head)
+            head.failure = self._queue_timed_out(head)
             head.event.set()
 
-    def _leave_queue(self, waiter: _Waiter) -> None:
+    def _leave_queue(self, waiter: Pending) -> None:
         waiter.gone = True
         if waiter.worker is not None:
             # Assigned just as the caller gave up: hand the capacity on.
@@ -694,18 +671,18 @@ class Pool:
             if waiter.gone:
                 continue
             waiter.worker = self._take(worker, waiter.session_id)
-            if waiter.call is None:
-                waiter.event.set()  # a stream: it sends for itself
+            frame = waiter.frame
+            if frame is None:
+                waiter.event.set()  # its caller sends
                 ahead = False  # a call not sent yet is of unknown length
                 continue
-            req_id, frame, pending = waiter.call
             try:
-                worker.submit(req_id, pending, frame)
+                worker.submit(waiter.req_id, waiter, frame)
             except NotRun as exc:  # it is dead or dying: its caller resends
-                pending.failure = exc
-                pending.event.set()
+                waiter.failure = exc
+                waiter.event.set()
             times = worker.call_times
-            if ahead and times is not None and not times.is_short(pending.command):
+            if ahead and times is not None and not times.is_short(waiter.command):
                 ahead = False
 
     def _recall_for(self, idle: WorkerProcess) -> None:
@@ -727,7 +704,7 @@ class Pool:
         while self._queue:
             waiter = self._queue.popleft()
             if not waiter.gone:
-                waiter.error = error
+                waiter.failure = error
                 waiter.event.set()
 
     def _check_open(self) -> None:

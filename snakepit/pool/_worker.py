@@ -119,12 +119,28 @@ class Recalled(NotRun):
 
 @attrs.define(eq=False)
 class Pending:
-    """A call in flight: where its outcome goes."""
+    """A call: where its outcome goes and, while it waits in a pool's queue,
+    what sending it takes (one object per call, from queue to outcome).
+
+    A plain call queues already encoded (*frame*): whoever frees capacity sends
+    it at once, from the reply's own callback, and the caller wakes only for the
+    outcome. A place in the queue without a *frame* (a stream's, or a timed
+    call's) is woken with the *worker* assigned, and its caller sends.
+    """
 
     command: str
     event: Signal = attrs.Factory(new_signal)
+    # For a pool's queue (see Pool._enqueue); first, to be passed by position.
+    req_id: int = 0
+    frame: Frame | None = None
+    session_id: str | None = None
+    #: The worker the queue assigned it (it was sent there, if it has a frame).
+    worker: WorkerProcess | None = None
+    #: Left the queue (timed out, given up): skipped when its turn comes.
+    gone: bool = False
     value: Any = None
     error: Error | None = None
+    #: Why the call failed here: its worker died, or (still queued) it timed out.
     failure: BaseException | None = None
     #: For streams: where chunks go (a chunk, or a _Failure, then the stream closes).
     chunks: MemoryObjectSendStream[Any] | None = None
@@ -132,6 +148,7 @@ class Pending:
     recalled: bool = False
     #: When it was sent, if nothing was ahead of it (it is timed: see _ahead).
     sent_at: float | None = None
+    queued_at: float = 0.0
 
 
 @attrs.frozen
