@@ -80,7 +80,7 @@ class FrameWriter:
     def __init__(self, fd: int, on_broken: Callable[[OSError], None]) -> None:
         self._fd = fd
         self._on_broken = on_broken
-        self._backlog: collections.deque[memoryview] = collections.deque()
+        self._backlog: collections.deque[bytes | memoryview] = collections.deque()
         self._wake = anyio.Event()
         self._broken: OSError | None = None
         self._closed = False
@@ -100,10 +100,13 @@ class FrameWriter:
         """
         if self._closed or self._broken is not None:
             raise BrokenChannel("the request pipe is closed") from self._broken
-        parts: tuple[bytes, ...] = frame if isinstance(frame, tuple) else (frame,)
         if self._backlog or self._corked:
-            self._backlog.extend(map(memoryview, parts))
+            if type(frame) is bytes:
+                self._backlog.append(frame)
+            else:
+                self._backlog.extend(frame)
             return
+        parts: tuple[bytes, ...] = frame if type(frame) is tuple else (frame,)
         try:
             if len(parts) == 1:
                 written = os.write(self._fd, parts[0])
@@ -172,7 +175,7 @@ class FrameWriter:
                 written -= len(head)
                 backlog.popleft()
             else:
-                backlog[0] = head[written:]
+                backlog[0] = memoryview(head)[written:]  # never copied
                 written = 0
         return True
 

@@ -118,6 +118,8 @@ class Pool:
 
     def __init__(self, config: PoolConfig, *, instance: str | None = None) -> None:
         self.config = config
+        # Read per call: a property of the (frozen) config, looked up once.
+        self._request_timeout = config.effective_request_timeout
         #: The instance token (orphan cleanup); ``None``: the pool's own default.
         self._instance = instance
         self._registry: RunRegistry | None = None
@@ -744,7 +746,7 @@ class Pool:
             WorkerCrashed: the worker died during the call.
             PoolClosed: the pool is shutting down.
         """
-        limit = self.config.effective_request_timeout if timeout is None else timeout
+        limit = self._request_timeout if timeout is None else timeout
         span: Span | QuietSpan = QUIET_SPAN
         if span_listened(_E_REQUEST):
             span = telemetry.span(
@@ -903,7 +905,7 @@ class Pool:
         generator in the worker.
         """
         self._check_open()
-        limit = self.config.effective_request_timeout if timeout is None else timeout
+        limit = self._request_timeout if timeout is None else timeout
         return ChunkStream(
             self, command, dict(args or {}), timeout=limit, session_id=session_id
         )

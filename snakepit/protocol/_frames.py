@@ -156,13 +156,12 @@ def encode_call(
 
     .. versionadded:: 0.1
     """
-    return _framed(
-        _pack(
-            (_CALL, req_id, command, args, session_id, None, meta),
-            "Call",
-            max_frame_bytes,
-        )
+    body = _pack(
+        (_CALL, req_id, command, args, session_id, None, meta), "Call", max_frame_bytes
     )
+    if len(body) >= LARGE_BODY:
+        return _pack_header(len(body)), body
+    return _pack_header(len(body)) + body
 
 
 def _framed(body: bytes) -> Frame:
