@@ -101,12 +101,12 @@ class FrameWriter:
         if self._closed or self._broken is not None:
             raise BrokenChannel("the request pipe is closed") from self._broken
         if self._backlog or self._corked:
-            if type(frame) is bytes:
+            if isinstance(frame, bytes):
                 self._backlog.append(frame)
             else:
                 self._backlog.extend(frame)
             return
-        parts: tuple[bytes, ...] = frame if type(frame) is tuple else (frame,)
+        parts: tuple[bytes, ...] = frame if isinstance(frame, tuple) else (frame,)
         try:
             if len(parts) == 1:
                 written = os.write(self._fd, parts[0])
