@@ -757,7 +757,7 @@ class Pool:
             if not quiet:
                 span.set_metadata(worker_id=None, success=False)
             try:
-                req_id = self._next_id()
+                req_id = next(self._ids)
                 # A plain dict is encoded as it is: no copy per call.
                 payload = args if type(args) is dict else dict(args or {})
                 frame = encode_call(

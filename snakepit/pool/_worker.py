@@ -54,7 +54,6 @@ from snakepit.protocol import (
     Message,
     Ping,
     Pong,
-    Reply,
     Shutdown,
     Tag,
     Undecodable,
@@ -642,30 +641,27 @@ class WorkerProcess:
 
     def _dispatch_wire(self, wire: object) -> None:
         """Dispatch one frame as :class:`WireDecoder` decoded it. A Reply is
-        handled from its wire array (``[tag, id, value]``): building a Reply
-        object would cost as much again, on every call."""
+        handled here, from its wire array (``[tag, id, value]``): building a
+        Reply object would cost as much again, on every call. The rest are
+        dispatched as messages."""
         if (
             type(wire) is list
             and len(wire) == 3
             and wire[0] == _REPLY
             and type(wire[1]) is int
         ):
-            self._reply(wire[1], wire[2])
+            pending = self._finish(wire[1])
+            if pending is not None:
+                pending.value = wire[2]
+                pending.event.set()
         elif type(wire) is Undecodable:
             self._dispatch(wire)
         else:
             self._dispatch(from_wire(wire))
 
-    def _reply(self, req_id: int, value: Any) -> None:
-        pending = self._finish(req_id)
-        if pending is not None:
-            pending.value = value
-            pending.event.set()
-
     def _dispatch(self, message: Message | Undecodable) -> None:
-        if isinstance(message, Reply):
-            self._reply(message.id, message.value)
-        elif isinstance(message, Chunk):
+        """Dispatch a message other than a Reply (see :meth:`_dispatch_wire`)."""
+        if isinstance(message, Chunk):
             pending = self._pending.get(message.id)
             if pending is not None and pending.chunks is not None:
                 try:
