@@ -325,5 +325,5 @@ async def test_a_freed_worker_takes_calls_ahead_only_until_a_long_one_is_sent(
             assert (pool.get_stats()["load"], pool.get_stats()["queued"]) == (1, 5)
             # the first sleep ends: echo 1, then echo 2 and the long sleep ahead
             await two_answered.wait()
-            assert answered == [1, 2]
+            assert sorted(answered) == [1, 2]  # woken together: any order
             assert (pool.get_stats()["load"], pool.get_stats()["queued"]) == (1, 2)
