@@ -19,6 +19,7 @@ from ._frames import decode_header as decode_header
 from ._frames import encode as encode
 from ._frames import encode_call as encode_call
 from ._frames import encode_frame as encode_frame
+from ._frames import encode_reply as encode_reply
 from ._frames import frame_size as frame_size
 from ._messages import PROTOCOL_VERSION as PROTOCOL_VERSION
 from ._messages import Bye as Bye
@@ -58,6 +59,7 @@ __all__ = (
     "encode",
     "encode_frame",
     "encode_call",
+    "encode_reply",
     "frame_size",
     "Frame",
     "decode_header",

@@ -58,6 +58,7 @@ _pack_header = _HEADER.pack
 _unpack_header_from = _HEADER.unpack_from
 _unpackb = msgpack.unpackb
 _CALL = int(Tag.CALL)
+_REPLY = int(Tag.REPLY)
 # msgpack.Packer keeps an internal buffer, so each thread gets its own: one
 # Packer per thread is faster than packb() and safe without the GIL.
 _packers = threading.local()
@@ -162,6 +163,20 @@ def encode_call(
     if len(body) >= LARGE_BODY:
         return _pack_header(len(body)), body
     return _pack_header(len(body)) + body
+
+
+def encode_reply(
+    req_id: int, value: object, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+) -> Frame:
+    """``encode_frame(Reply(req_id, value))`` without building the
+    :class:`Reply`: a worker encodes one per call.
+
+    Raises:
+        SerializationError: as :func:`encode`.
+
+    .. versionadded:: 0.1
+    """
+    return _framed(_pack((_REPLY, req_id, value), "Reply", max_frame_bytes))
 
 
 def _framed(body: bytes) -> Frame:

@@ -46,7 +46,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import cast
+from typing import Any, cast
 
 from snakepit.adapter import (
     Adapter,
@@ -61,14 +61,12 @@ from snakepit.exceptions import (
 from snakepit.protocol import (
     PROTOCOL_VERSION,
     Bye,
-    Call,
     Cancel,
     Chunk,
     End,
     Error,
     ErrorKind,
     Frame,
-    FrameDecoder,
     Hello,
     Ping,
     Pong,
@@ -76,8 +74,11 @@ from snakepit.protocol import (
     Shutdown,
     Tag,
     Undecodable,
+    WireDecoder,
     encode,
     encode_frame,
+    encode_reply,
+    from_wire,
 )
 
 from ._dispatch import MAP_COMMAND, Command, CommandTable
@@ -93,6 +94,7 @@ from ._report import (
 )
 from ._safety import ThreadSafetyChecker
 
+_CALL = int(Tag.CALL)
 _READ_SIZE = 64 * 1024  # below glibc's mmap threshold: no mmap per small read
 #: The most one read of the rest of a large frame asks for: the pipe's buffer
 #: as the pool sizes it (1 MiB), so no read can return more.
@@ -174,7 +176,7 @@ class Runtime:
         #: the watchdog taking a lent lead back (a Lock may be released by any
         #: thread).
         self._lead = threading.Lock()
-        self._decoder = FrameDecoder(self._max)
+        self._decoder = WireDecoder(self._max)
         #: Is a request waiting to be read? (asked by a leader between two calls)
         self._news = select.poll()
         self._news.register(options.request_fd, select.POLLIN)
@@ -380,42 +382,68 @@ class Runtime:
                 return False  # expected after Shutdown; the main thread finishes
             exit_now(ExitCode.OK)
         try:
-            messages = decoder.feed(data)
+            wires = decoder.feed(data)
         except ProtocolError as exc:
             exit_now(
                 ExitCode.PROTOCOL_ERROR,
                 f"protocol error on the request channel: {exc}",
             )
-        for msg in messages:
-            if type(msg) is Call:
-                self._accept(msg)
-            elif type(msg) is Ping:
-                self._pong(msg)
-            elif type(msg) is Cancel:
-                self._cancel(msg)
-            elif type(msg) is Shutdown:
-                self._begin_shutdown()
-            elif type(msg) is Undecodable and msg.tag == Tag.CALL:
+        for wire in wires:
+            # A Call is taken from its wire array ([tag, id, command, args,
+            # session_id, deadline, meta]): a Call object would cost as much
+            # again, on every call. (_accept checks the fields.)
+            if (
+                type(wire) is list
+                and len(wire) == 7
+                and wire[0] == _CALL
+                and type(wire[1]) is int
+            ):
+                self._accept(wire)
+            else:
+                self._handle(wire)
+        return True
+
+    def _handle(self, wire: object) -> None:
+        """Act on a message other than a well-formed Call."""
+        if type(wire) is Undecodable:
+            if wire.tag == Tag.CALL:
                 # one bad call (a dict keyed by a tuple): the framing is in
                 # sync, so only this call fails
                 self._send_error(
-                    msg.id,
+                    wire.id,
                     ErrorKind.DECODE.value,
                     "TypeError",
                     f"the call's arguments are not msgpack-decodable: "
-                    f"{msg.reason} (dict keys must be str, int, bytes, "
+                    f"{wire.reason} (dict keys must be str, int, bytes, "
                     "float or bool)",
                 )
-            else:
+                return
+            msg: object = wire
+        else:
+            try:
+                msg = from_wire(wire)
+            except ProtocolError as exc:
                 exit_now(
                     ExitCode.PROTOCOL_ERROR,
-                    "protocol error on the request channel: a parent does not "
-                    f"send {type(msg).__name__}",
+                    f"protocol error on the request channel: {exc}",
                 )
-        return True
+        if type(msg) is Ping:
+            self._pong(msg)
+        elif type(msg) is Cancel:
+            self._cancel(msg)
+        elif type(msg) is Shutdown:
+            self._begin_shutdown()
+        else:
+            exit_now(
+                ExitCode.PROTOCOL_ERROR,
+                "protocol error on the request channel: a parent does not "
+                f"send {type(msg).__name__}",
+            )
 
-    def _accept(self, call: Call) -> None:
-        call_id, name, args, session_id, deadline, meta = call
+    def _accept(self, wire: list[Any]) -> None:
+        """Queue the call *wire* (a Call's wire array), or answer it with an
+        error if it is malformed or cannot run."""
+        _, call_id, name, args, session_id, deadline, meta = wire
         problem = _malformed(name, args, session_id, deadline, meta)
         if problem is not None:
             self._send_error(call_id, ErrorKind.DECODE.value, "TypeError", problem)
@@ -532,7 +560,7 @@ class Runtime:
             frame = self._exception_frame(call_id, exc)
         else:
             try:
-                frame = encode_frame(Reply(call_id, value), self._max)
+                frame = encode_reply(call_id, value, self._max)
             except SerializationError as exc:
                 repaired = None
                 if command is self._map:  # a map chunk: only the bad calls fail

@@ -34,6 +34,7 @@ from snakepit.protocol import (
     encode,
     encode_call,
     encode_frame,
+    encode_reply,
     from_wire,
 )
 
@@ -129,6 +130,22 @@ def test_encode_call_splits_a_large_body_and_refuses_what_encode_refuses() -> No
         encode_call(1, "echo", {"lock": threading.Lock()}, None, None)
     with pytest.raises(SerializationError, match=r"Call encodes to .* max_frame_bytes"):
         encode_call(1, "echo", {"data": b"x" * 300}, None, None, max_frame_bytes=200)
+
+
+@given(st.integers(0, 2**63), st.none() | st.text() | st.binary() | st.floats())
+def test_encode_reply_is_encode_frame_of_the_reply(req_id: int, value: object) -> None:
+    assert encode_reply(req_id, value) == encode_frame(Reply(req_id, value))
+
+
+def test_encode_reply_splits_a_large_body_and_refuses_what_encode_refuses() -> None:
+    big = b"x" * 400_000
+    assert encode_reply(1, big) == encode_frame(Reply(1, big))
+    with pytest.raises(SerializationError, match=r"cannot encode Reply: .*lock"):
+        encode_reply(1, threading.Lock())
+    with pytest.raises(
+        SerializationError, match=r"Reply encodes to .* max_frame_bytes"
+    ):
+        encode_reply(1, b"x" * 300, max_frame_bytes=200)
 
 
 def test_encoding_is_thread_safe() -> None:

@@ -11,6 +11,7 @@ import itertools
 import os
 import select
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import final
 
+import msgpack
 import pytest
 
 from snakepit.protocol import (
@@ -667,6 +669,20 @@ def test_a_protocol_error_on_requests_exits_with_5() -> None:
     with Driver() as driver:
         driver.hello()
         driver.send_raw(b"\x00\x00\x00\x03\xc1\xc1\xc1")
+        assert driver.wait() == ExitCode.PROTOCOL_ERROR
+        assert "protocol error on the request channel" in driver.stderr
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [[2, 1, "add"], [2, "one", "add", {}, None, None, None], [99, 1]],
+    ids=["call too short", "call id not an int", "unknown tag"],
+)
+def test_a_well_framed_body_that_is_no_message_exits_with_5(wire: list[object]) -> None:
+    with Driver() as driver:
+        driver.hello()
+        body = msgpack.packb(wire)
+        driver.send_raw(struct.pack(">I", len(body)) + body)
         assert driver.wait() == ExitCode.PROTOCOL_ERROR
         assert "protocol error on the request channel" in driver.stderr
 
