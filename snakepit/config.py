@@ -364,11 +364,12 @@ class PoolConfig:
             ``"template"`` (Linux) forks it from a process that has imported
             the worker and the adapter's module once: it starts in
             milliseconds and shares those pages.
-        pipeline_depth: calls sent to a worker per unit of its capacity. Above 1,
-            once every worker is busy, calls are sent ahead to workers busy with
-            short calls (commands that have been taking under 10 ms), so such a
-            worker never idles between two calls; a worker that falls idle takes
-            back calls sent ahead to others. 1: never send ahead.
+        pipeline_depth: the most calls sent to a worker per unit of its
+            capacity. Above 1, once every worker is busy, calls are sent ahead
+            to a worker whose calls are expected to take under 10 ms in all
+            (each command timed on average), so it never idles between two
+            calls; a worker that falls idle takes back calls sent ahead to
+            others. 1: never send ahead.
         queue_timeout: seconds a call may wait for a worker.
         request_timeout: default per-call timeout in seconds (``None`` or
             ``"infinity"``: none).
@@ -439,7 +440,7 @@ class PoolConfig:
         default=None, validator=_check("python_executable")
     )
     max_queue_size: int = attrs.field(default=1000, validator=_check("max_queue_size"))
-    pipeline_depth: int = attrs.field(default=4, validator=_check("pipeline_depth"))
+    pipeline_depth: int = attrs.field(default=16, validator=_check("pipeline_depth"))
     start_method: str = attrs.field(
         default=DEFAULT_START_METHOD, validator=_check("start_method")
     )

@@ -62,7 +62,7 @@ DESCRIPTIONS = {
     "throughput": "Small calls, add(i, i + 1), 64 in flight: req/s and latency, best "
     "round; snakepit/x = snakepit(process)'s req/s over the row's (same workers; "
     "above 1: snakepit is faster). snakepit(process): the defaults (calls sent "
-    "ahead behind short ones, pipeline_depth=4); snakepit(process,depth 1): never "
+    "ahead behind short ones, pipeline_depth=16); snakepit(process,depth 1): never "
     "sent ahead. "
     "snakepit(thread): N processes x 2 threads.",
     "latency": "Small calls, add(i, i + 1), 1 in flight (submit, wait, repeat): "

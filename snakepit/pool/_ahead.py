@@ -3,11 +3,13 @@
 A call sent ahead waits in the worker's own queue behind the calls already there.
 That pays for short calls, whose round trip to the parent costs as much as the
 call itself, and must never make a call wait long. So a pool sends a call ahead to
-a worker only if every call on that worker is of a command known to be short (one
-whose calls, timed from send to answer when nothing was ahead of them, have been
-taking less than :data:`SHORT_CALL` on average; a command not timed yet is not
-short), and none of them has been running for :data:`SHORT_CALL` already. A
-worker that falls idle also takes back calls sent ahead to others (see
+a worker only if the calls already on that worker are expected to take, together,
+less than :data:`SHORT_CALL` (each command's calls are timed from send to answer
+when nothing was ahead of them, and averaged; a command not timed yet may be
+long), and none of them has been running for :data:`SHORT_CALL` already. Small
+calls then go ahead by the dozen (up to ``pipeline_depth`` per unit of
+capacity), calls of a few milliseconds one or two at a time, longer ones never.
+A worker that falls idle also takes back calls sent ahead to others (see
 :meth:`~snakepit.pool.WorkerProcess.recall`), so a call sent ahead waits only
 while every worker is busy, and then behind short calls.
 
@@ -24,18 +26,18 @@ from typing import Protocol
 
 __all__ = ("SHORT_CALL", "CallTimes", "TimedCall")
 
-#: A command whose calls take less than this on average may have calls sent
-#: ahead behind it. Well above a small call's round trip through a loaded
-#: parent (a millisecond or two, its event loop's delays included), so that load
-#: does not turn pipelining off when it pays most; small against what a caller
-#: waits anyway once every worker is busy, the only time a call is sent ahead.
+#: A call may be sent ahead behind calls expected to take less than this in all.
+#: Well above a small call's round trip through a loaded parent (a millisecond
+#: or two, its event loop's delays included), so that load does not turn
+#: pipelining off when it pays most; small against what a caller waits anyway
+#: once every worker is busy, the only time a call is sent ahead.
 SHORT_CALL = 0.01
 #: Weight of the newest time in a command's running average.
 _WEIGHT = 0.2
 
 
 class TimedCall(Protocol):
-    """A call on a worker, as :meth:`CallTimes.may_wait_behind` sees it."""
+    """A call on a worker, as :meth:`CallTimes.room_behind` sees it."""
 
     @property
     def command(self) -> str: ...
@@ -60,20 +62,28 @@ class CallTimes:
             seconds if mean is None else mean + _WEIGHT * (seconds - mean)
         )
 
-    def is_short(self, command: str) -> bool:
-        """Whether *command* is known to be short: a call may wait behind one of
-        its calls that has just been sent."""
-        return self._mean.get(command, math.inf) < SHORT_CALL
+    def mean(self, command: str) -> float:
+        """The average time of *command*'s calls (``inf`` if never timed)."""
+        return self._mean.get(command, math.inf)
 
-    def may_wait_behind(self, calls: Iterable[TimedCall], now: float) -> bool:
-        """Whether a call may be sent to wait behind *calls*: each is of a short
-        command and none has run :data:`SHORT_CALL` already (asked per call sent
-        ahead: one loop, no call per item)."""
+    def room_behind(self, calls: Iterable[TimedCall], now: float) -> float:
+        """How much more call time may be queued behind *calls*: what is left of
+        :data:`SHORT_CALL` once their expected times are counted, or ``-inf`` if
+        one of them has run :data:`SHORT_CALL` already. A call may wait behind
+        them if it is positive (asked per batch of calls sent ahead: one loop,
+        no call per item)."""
         mean = self._mean
+        room = SHORT_CALL
         for call in calls:
-            if mean.get(call.command, math.inf) >= SHORT_CALL:
-                return False
+            room -= mean.get(call.command, math.inf)
+            if room <= 0:
+                return room
             sent_at = call.sent_at
             if sent_at is not None and now - sent_at >= SHORT_CALL:
-                return False
-        return True
+                return -math.inf
+        return room
+
+    def may_wait_behind(self, calls: Iterable[TimedCall], now: float) -> bool:
+        """Whether a call may be sent to wait behind *calls* (see
+        :meth:`room_behind`)."""
+        return self.room_behind(calls, now) > 0

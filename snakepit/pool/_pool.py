@@ -344,7 +344,7 @@ class Pool:
         for worker in self._workers.values():
             load = worker.load
             if load < worker.limit and (best is None or load < best.load):
-                if load >= worker.capacity and not worker.may_send_ahead():
+                if load >= worker.capacity and worker.room_ahead() <= 0:
                     continue  # busy with a call that may be long
                 best = worker
                 if load == 0:
@@ -660,15 +660,15 @@ class Pool:
 
     def _serve_queue(self, worker: WorkerProcess) -> None:
         queue = self._queue
-        # Whether calls may be sent ahead to *worker*: asked once, when the
-        # first call would be, then kept up to date with each call sent.
-        ahead: bool | None = None
+        # How much call time may still be sent ahead to *worker*: asked once,
+        # when the first call would be, then counted down with each call sent.
+        room: float | None = None
         while queue and worker.load < worker.limit and worker.accepting:
             if worker.load >= worker.capacity:
-                if ahead is None:
-                    ahead = worker.may_send_ahead()
-                if not ahead:
-                    break  # busy with a call that may be long
+                if room is None:
+                    room = worker.room_ahead()
+                if room <= 0:
+                    break  # busy with calls that may take long
             waiter = queue.popleft()
             if waiter.gone:
                 continue
@@ -676,7 +676,7 @@ class Pool:
             frame = waiter.frame
             if frame is None:
                 waiter.event.set()  # its caller sends
-                ahead = False  # a call not sent yet is of unknown length
+                room = -math.inf  # a call not sent yet is of unknown length
                 continue
             try:
                 worker.submit(waiter.req_id, waiter, frame)
@@ -684,8 +684,8 @@ class Pool:
                 waiter.failure = exc
                 waiter.event.set()
             times = worker.call_times
-            if ahead and times is not None and not times.is_short(waiter.command):
-                ahead = False
+            if room is not None and times is not None:
+                room -= times.mean(waiter.command)
 
     def _recall_for(self, idle: WorkerProcess) -> None:
         """*idle* has a free unit and nothing waits in the queue: take back, for

@@ -898,16 +898,17 @@ class WorkerProcess:
                 return True
         return False
 
-    def may_send_ahead(self) -> bool:
-        """Whether a call may be sent ahead to this busy worker: every call on it
-        is of a command known to be short, and none has been running long (see
+    def room_ahead(self) -> float:
+        """How much call time may be sent ahead to this busy worker: a call may
+        be if this is positive (the calls on it are expected to take less than
+        ``SHORT_CALL`` in all, and none has been running long: see
         :mod:`snakepit.pool._ahead`)."""
         times = self.call_times
         if times is None or self.load != len(self._pending):
             # A unit taken for a call not sent yet (its caller sends it when it
             # wakes up) is a call of unknown length too.
-            return False
-        return times.may_wait_behind(self._pending.values(), time.monotonic())
+            return -math.inf
+        return times.room_behind(self._pending.values(), time.monotonic())
 
     def recall(self) -> bool:
         """Take back the newest call sent ahead (pipelined, not started): ask the

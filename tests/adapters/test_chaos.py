@@ -52,6 +52,7 @@ PLAIN = {
     "spawn_grandchild",
     "read_stdin",
     "write_protocol_garbage",
+    "write_malformed_reply",
     "write_partial_frame_then_exit",
     "huge_header",
     "close_protocol_fd",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
+import pytest
 
 from snakepit.pool._ahead import SHORT_CALL, CallTimes
 
@@ -13,7 +16,7 @@ class _Call:
     sent_at: float | None
 
 
-def test_only_calls_of_short_commands_not_running_long_let_a_call_wait_behind() -> None:
+def test_a_call_waits_behind_calls_expected_to_take_little_in_all() -> None:
     times = CallTimes()
     now = 100.0
     assert times.may_wait_behind([], now)  # nothing ahead
@@ -24,16 +27,22 @@ def test_only_calls_of_short_commands_not_running_long_let_a_call_wait_behind() 
     assert not times.may_wait_behind([_Call("add", None), _Call("train", None)], now)
     # a short command's call that has run SHORT_CALL already may be a long one
     assert not times.may_wait_behind([_Call("add", now - SHORT_CALL)], now)
+    # short calls, but too many of them: together they are not
+    assert times.may_wait_behind([_Call("add", None)] * 9, now)
+    assert not times.may_wait_behind([_Call("add", None)] * 11, now)
 
 
-def test_is_short_is_may_wait_behind_one_call_just_sent() -> None:
+def test_room_behind_is_what_is_left_of_short_call() -> None:
     times = CallTimes()
-    times.observe("add", SHORT_CALL / 10)
-    times.observe("train", SHORT_CALL * 10)
-    for command in ("add", "train", "never timed"):
-        just_sent = [_Call(command, 5.0)]
-        assert times.is_short(command) == times.may_wait_behind(just_sent, 5.0)
-    assert times.is_short("add") and not times.is_short("train")
+    times.observe("add", SHORT_CALL / 4)
+    assert times.room_behind([], 0.0) == SHORT_CALL
+    assert times.room_behind([_Call("add", None)] * 2, 0.0) == pytest.approx(
+        SHORT_CALL / 2
+    )
+    assert times.room_behind([_Call("add", None)] * 4, 0.0) <= 0
+    assert times.room_behind([_Call("add", -SHORT_CALL)], 0.0) == -math.inf
+    assert times.mean("add") == SHORT_CALL / 4
+    assert times.mean("never timed") == math.inf
 
 
 def test_the_running_average_follows_a_command_that_became_long() -> None:

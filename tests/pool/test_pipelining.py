@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -25,7 +26,8 @@ RESTARTED = ("snakepit", "worker", "restarted")
 def every_command_short(monkeypatch: pytest.MonkeyPatch) -> None:
     """Calls may be sent ahead behind any call: the tests of what happens to
     calls sent ahead use long commands, which the pool would not send ahead."""
-    monkeypatch.setattr(CallTimes, "may_wait_behind", lambda *args: True)
+    monkeypatch.setattr(CallTimes, "room_behind", lambda *args: math.inf)
+    monkeypatch.setattr(CallTimes, "mean", lambda *args: 0.0)
 
 
 @pytest.mark.usefixtures("every_command_short")
@@ -277,14 +279,14 @@ def test_a_unit_taken_for_a_call_not_sent_yet_counts_as_a_long_call() -> None:
     times.observe("echo", 0.0001)
     worker._pending[1] = Pending("echo", sent_at=time.monotonic())
     worker.load = 1
-    assert worker.may_send_ahead()  # one short call, just sent
+    assert worker.room_ahead() > 0  # one short call, just sent
     worker.load = 2  # a unit taken for a call its caller has not sent yet
-    assert not worker.may_send_ahead()
+    assert worker.room_ahead() <= 0
     worker._pending[2] = Pending("echo")
-    assert worker.may_send_ahead()  # sent: a short one
+    assert worker.room_ahead() > 0  # sent: a short one
     worker._pending[3] = Pending("hang")
     worker.load = 3
-    assert not worker.may_send_ahead()  # never timed: may be long
+    assert worker.room_ahead() <= 0  # never timed: may be long
 
 
 async def test_a_freed_worker_takes_calls_ahead_only_until_a_long_one_is_sent(
@@ -327,3 +329,22 @@ async def test_a_freed_worker_takes_calls_ahead_only_until_a_long_one_is_sent(
             await two_answered.wait()
             assert sorted(answered) == [1, 2]  # woken together: any order
             assert (pool.get_stats()["load"], pool.get_stats()["queued"]) == (1, 2)
+
+
+async def test_calls_go_ahead_only_while_those_on_the_worker_are_short_in_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each sleep(0.2) is short (under SHORT_CALL), but a third one behind two
+    others would wait longer than SHORT_CALL: the worker is sent two ahead of
+    the running one, however deep the pipeline, and the rest queue."""
+    monkeypatch.setattr(_ahead, "SHORT_CALL", 0.5)
+    with anyio.fail_after(30):
+        async with (
+            open_pool(adapter=CHAOS, size=1, pipeline_depth=16) as pool,
+            anyio.create_task_group() as tg,
+        ):
+            await pool.execute("sleep", {"seconds": 0.2})  # timed: 0.167-0.25 s
+            for _ in range(6):
+                tg.start_soon(pool.execute, "sleep", {"seconds": 0.2})
+            await anyio.wait_all_tasks_blocked()
+            assert (pool.get_stats()["load"], pool.get_stats()["queued"]) == (3, 3)
