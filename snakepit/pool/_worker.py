@@ -728,6 +728,9 @@ class WorkerProcess:
             self._resolve_failure(pending, failure)
 
     def _finish(self, req_id: int) -> Pending | None:
+        """Take call *req_id* off the worker as its outcome arrives. Called only
+        while a read is dispatched: the read releases the capacity of the calls
+        it ended, once (see ``on_data`` in :meth:`_read_replies`)."""
         pending = self._pending.pop(req_id, None)
         if pending is None:
             return None  # a late reply to a call that was given up on: dropped
