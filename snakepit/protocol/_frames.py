@@ -85,20 +85,20 @@ def encode(msg: Message, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> byte
 
     .. versionadded:: 0.1
     """
-    body = _encode_body(msg, max_frame_bytes)
-    return _pack_header(len(body)) + body
+    frame = _message_frame(msg, max_frame_bytes)
+    return frame if isinstance(frame, bytes) else frame[0] + frame[1]
 
 
-def _encode_body(msg: Message, max_frame_bytes: int) -> bytes:
+def _message_frame(msg: Message, max_frame_bytes: int) -> Frame:
     tag = TAG_OF.get(type(msg))
     if tag is None:
         raise SerializationError(f"not a protocol message: {type(msg).__name__}")
-    return _pack((tag, *msg), type(msg).__name__, max_frame_bytes)
+    return _frame((tag, *msg), type(msg).__name__, max_frame_bytes)
 
 
-def _pack(fields: tuple[object, ...], name: str, max_frame_bytes: int) -> bytes:
-    """The msgpack body of a message's wire *fields* (its tag first); *name* is
-    the message's, for errors."""
+def _frame(fields: tuple[object, ...], name: str, max_frame_bytes: int) -> Frame:
+    """The frame of a message's wire *fields* (its tag first), as
+    :func:`encode_frame` returns it; *name* is the message's, for errors."""
     try:
         packer = _packers.packer
     except AttributeError:
@@ -113,7 +113,9 @@ def _pack(fields: tuple[object, ...], name: str, max_frame_bytes: int) -> bytes:
             f"{name} encodes to {size} bytes, more than "
             f"max_frame_bytes ({max_frame_bytes})"
         )
-    return body
+    if size >= LARGE_BODY:
+        return _pack_header(size), body
+    return _pack_header(size) + body
 
 
 Frame = bytes | tuple[bytes, bytes]
@@ -136,7 +138,7 @@ def encode_frame(msg: Message, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -
 
     .. versionadded:: 0.1
     """
-    return _framed(_encode_body(msg, max_frame_bytes))
+    return _message_frame(msg, max_frame_bytes)
 
 
 def encode_call(
@@ -157,12 +159,9 @@ def encode_call(
 
     .. versionadded:: 0.1
     """
-    body = _pack(
+    return _frame(
         (_CALL, req_id, command, args, session_id, None, meta), "Call", max_frame_bytes
     )
-    if len(body) >= LARGE_BODY:
-        return _pack_header(len(body)), body
-    return _pack_header(len(body)) + body
 
 
 def encode_reply(
@@ -176,16 +175,7 @@ def encode_reply(
 
     .. versionadded:: 0.1
     """
-    body = _pack((_REPLY, req_id, value), "Reply", max_frame_bytes)
-    if len(body) >= LARGE_BODY:
-        return _pack_header(len(body)), body
-    return _pack_header(len(body)) + body
-
-
-def _framed(body: bytes) -> Frame:
-    if len(body) >= LARGE_BODY:
-        return _pack_header(len(body)), body
-    return _pack_header(len(body)) + body
+    return _frame((_REPLY, req_id, value), "Reply", max_frame_bytes)
 
 
 def frame_size(frame: Frame) -> int:
@@ -243,14 +233,11 @@ def decode_body(body: bytes | bytearray | memoryview) -> Message:
 
     .. versionadded:: 0.1
     """
-    return from_wire(_unpack(body))
-
-
-def _unpack(body: bytes | bytearray | memoryview) -> object:
     try:
-        return _unpackb(body, raw=False, strict_map_key=False)
+        obj = _unpackb(body, raw=False, strict_map_key=False)
     except (ValueError, TypeError) as exc:
         raise _undecodable(body, exc) from exc
+    return from_wire(obj)
 
 
 def _undecodable(body: bytes | bytearray | memoryview, exc: Exception) -> ProtocolError:
@@ -259,22 +246,8 @@ def _undecodable(body: bytes | bytearray | memoryview, exc: Exception) -> Protoc
     )
 
 
-def _decode_frame(body: memoryview) -> Message | Undecodable:
-    """Decode one body for :class:`FrameDecoder`, salvaging what can be."""
-    try:
-        return decode_body(body)
-    except ProtocolError as exc:
-        salvaged = _salvage(body, exc.__cause__)
-        if salvaged is None:
-            raise
-        return salvaged
-    finally:
-        body.release()  # the decoder's buffer may be resized next
-
-
 def _decode_wire(body: memoryview) -> object:
-    """Unpack one body for :class:`WireDecoder`, salvaging what can be (msgpack
-    called here, not through :func:`_unpack`: one call less per frame)."""
+    """Unpack one body for :class:`WireDecoder`, salvaging what can be."""
     try:
         return _unpackb(body, raw=False, strict_map_key=False)
     except (ValueError, TypeError) as exc:
@@ -283,7 +256,14 @@ def _decode_wire(body: memoryview) -> object:
             raise _undecodable(body, exc) from exc
         return salvaged
     finally:
-        body.release()
+        body.release()  # the decoder's buffer may be resized next
+
+
+def _decode_frame(body: memoryview) -> Message | Undecodable:
+    """Decode one body for :class:`FrameDecoder`: :func:`_decode_wire`, then
+    :func:`from_wire`."""
+    wire = _decode_wire(body)
+    return wire if type(wire) is Undecodable else from_wire(wire)
 
 
 def _salvage(
