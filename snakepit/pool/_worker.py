@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import attrs
@@ -59,7 +59,6 @@ from snakepit.protocol import (
     Undecodable,
     WireDecoder,
     encode,
-    from_wire,
 )
 from snakepit.worker import ExitCode
 
@@ -86,7 +85,6 @@ CHANNEL_GRACE = 1.0
 STDERR_TAIL_LINES = 40
 #: Messages that carry a call's outcome: one that cannot be decoded fails the call.
 _RESULT_TAGS = frozenset((Tag.REPLY, Tag.CHUNK, Tag.ERROR))
-_REPLY = int(Tag.REPLY)
 
 _START_EXIT_HINTS = {
     ExitCode.ADAPTER_IMPORT: "the adapter could not be loaded",
@@ -582,7 +580,8 @@ class WorkerProcess:
     async def _read_replies(self) -> None:
         """Dispatch the worker's messages as they arrive, until end of file."""
         assert self._spawned is not None
-        decoder = WireDecoder(self.config.max_frame_bytes)
+        # A Reply comes as its wire array ([tag, id, value]): see _dispatch_wire.
+        decoder = WireDecoder(self.config.max_frame_bytes, keep=Tag.REPLY)
         writer = self._writer
         assert writer is not None
 
@@ -598,11 +597,8 @@ class WorkerProcess:
                 logger.error("worker %s sent an invalid frame: %s", self.id, exc)
                 self._protocol_failure = exc
                 self._kill("protocol_error")  # first: it takes no call from now
-                try:
-                    for good in exc.decoded:  # what came before the garbage
-                        self._dispatch_wire(good)
-                except ProtocolError:
-                    pass  # malformed too: its call fails with the worker
+                for good in exc.decoded:  # what came before the garbage
+                    self._dispatch_wire(good)
             except Exception as exc:  # a bug of ours: never leave a call hanging
                 logger.exception("worker %s: dispatching a reply failed", self.id)
                 self._protocol_failure = ProtocolError(f"internal error: {exc!r}")
@@ -639,25 +635,17 @@ class WorkerProcess:
             )
             self._kill("channel_closed")
 
-    def _dispatch_wire(self, wire: object) -> None:
-        """Dispatch one frame as :class:`WireDecoder` decoded it. A Reply is
-        handled here, from its wire array (``[tag, id, value]``): building a
-        Reply object would cost as much again, on every call. The rest are
-        dispatched as messages."""
-        if (
-            type(wire) is list
-            and len(wire) == 3
-            and wire[0] == _REPLY
-            and type(wire[1]) is int
-        ):
-            pending = self._finish(wire[1])
+    def _dispatch_wire(self, item: object) -> None:
+        """Dispatch one item of the reply reader's :class:`WireDecoder`: a Reply
+        comes as its wire array (``[tag, id, value]``): building a Reply object
+        would cost as much again, on every call. The rest are messages."""
+        if type(item) is list:
+            pending = self._finish(item[1])
             if pending is not None:
-                pending.value = wire[2]
+                pending.value = item[2]
                 pending.event.set()
-        elif type(wire) is Undecodable:
-            self._dispatch(wire)
         else:
-            self._dispatch(from_wire(wire))
+            self._dispatch(cast("Message | Undecodable", item))
 
     def _dispatch(self, message: Message | Undecodable) -> None:
         """Dispatch a message other than a Reply (see :meth:`_dispatch_wire`)."""

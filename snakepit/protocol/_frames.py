@@ -38,7 +38,7 @@ from snakepit.exceptions import (
     SerializationError,
 )
 
-from ._messages import HAS_ID, TAG_OF, Message, Tag, from_wire
+from ._messages import _SHAPES, HAS_ID, TAG_OF, Message, Tag, from_wire
 
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 """The default limit on a frame's body, in bytes (64 MiB).
@@ -246,17 +246,37 @@ def _undecodable(body: bytes | bytearray | memoryview, exc: Exception) -> Protoc
     )
 
 
-def _decode_wire(body: memoryview) -> object:
-    """Unpack one body for :class:`WireDecoder`, salvaging what can be."""
-    try:
-        return _unpackb(body, raw=False, strict_map_key=False)
-    except (ValueError, TypeError) as exc:
-        salvaged = _salvage(body, exc)
-        if salvaged is None:
-            raise _undecodable(body, exc) from exc
-        return salvaged
-    finally:
-        body.release()  # the decoder's buffer may be resized next
+def _wire_decoding(keep: int | None, size: int) -> Callable[[memoryview], object]:
+    """How :class:`WireDecoder` decodes one body, salvaging what can be: to its
+    msgpack object as it came if *keep* is None, else a well-formed message
+    tagged *keep* (an array of *size* items) to its wire array and any other to
+    its message (checked by :func:`from_wire`). A closure, not a partial: the
+    decoder calls it once per frame, and a call through ``functools.partial``
+    costs a fresh interpreter frame from C."""
+
+    def decode(body: memoryview) -> object:
+        try:
+            wire = _unpackb(body, raw=False, strict_map_key=False)
+        except (ValueError, TypeError) as exc:
+            salvaged = _salvage(body, exc)
+            if salvaged is None:
+                raise _undecodable(body, exc) from exc
+            return salvaged
+        finally:
+            body.release()  # the decoder's buffer may be resized next
+        if keep is None or (
+            type(wire) is list
+            and len(wire) == size
+            and wire[0] == keep
+            and type(wire[1]) is int
+        ):
+            return wire
+        return from_wire(wire)
+
+    return decode
+
+
+_decode_wire = _wire_decoding(None, -1)
 
 
 def _decode_frame(body: memoryview) -> Message | Undecodable:
@@ -427,17 +447,27 @@ class FrameDecoder(_Decoder[Message | Undecodable]):
 
 
 class WireDecoder(_Decoder[object]):
-    """A :class:`FrameDecoder` that yields each frame's msgpack object as it
-    came (a message's wire array, tag first, for :func:`from_wire`), or an
-    :class:`Undecodable`: for a reader that handles its most common message
-    from the array, since building a message object costs as much as
-    unpacking it. It checks the framing and that each body is one msgpack
-    object, not that the object is a message.
+    """A :class:`FrameDecoder` for a reader that handles its most common message
+    from the wire array, since building a message object costs as much as
+    unpacking it.
+
+    Args:
+        max_frame_bytes: as for :class:`FrameDecoder`.
+        keep: the tag of that message: a well-formed one comes back as its wire
+            array (a ``list``, tag first; the id checked, the other fields left
+            to the reader), any other frame as its message or
+            :class:`Undecodable`, checked as :class:`FrameDecoder` checks it.
+            Without *keep*, each frame's msgpack object comes back as it came:
+            the framing is checked, not the message.
 
     .. versionadded:: 0.1
     """
 
     __slots__ = ()
 
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
-        super().__init__(max_frame_bytes, _decode_wire)
+    def __init__(
+        self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, *, keep: Tag | None = None
+    ) -> None:
+        size = -1 if keep is None else _SHAPES[keep][1]
+        tag = None if keep is None else int(keep)
+        super().__init__(max_frame_bytes, _wire_decoding(tag, size))

@@ -78,7 +78,6 @@ from snakepit.protocol import (
     encode,
     encode_frame,
     encode_reply,
-    from_wire,
 )
 
 from ._dispatch import MAP_COMMAND, Command, CommandTable
@@ -94,7 +93,6 @@ from ._report import (
 )
 from ._safety import ThreadSafetyChecker
 
-_CALL = int(Tag.CALL)
 _READ_SIZE = 64 * 1024  # below glibc's mmap threshold: no mmap per small read
 #: The most one read of the rest of a large frame asks for: the pipe's buffer
 #: as the pool sizes it (1 MiB), so no read can return more.
@@ -176,7 +174,8 @@ class Runtime:
         #: the watchdog taking a lent lead back (a Lock may be released by any
         #: thread).
         self._lead = threading.Lock()
-        self._decoder = WireDecoder(self._max)
+        # A Call comes as its wire array: see _read.
+        self._decoder = WireDecoder(self._max, keep=Tag.CALL)
         #: Is a request waiting to be read? (asked by a leader between two calls)
         self._news = select.poll()
         self._news.register(options.request_fd, select.POLLIN)
@@ -382,63 +381,42 @@ class Runtime:
                 return False  # expected after Shutdown; the main thread finishes
             exit_now(ExitCode.OK)
         try:
-            wires = decoder.feed(data)
+            messages = decoder.feed(data)
         except ProtocolError as exc:
             exit_now(
                 ExitCode.PROTOCOL_ERROR,
                 f"protocol error on the request channel: {exc}",
             )
-        for wire in wires:
-            # A Call is taken from its wire array ([tag, id, command, args,
+        for msg in messages:
+            # A Call comes as its wire array ([tag, id, command, args,
             # session_id, deadline, meta]): a Call object would cost as much
             # again, on every call. (_accept checks the fields.)
-            if (
-                type(wire) is list
-                and len(wire) == 7
-                and wire[0] == _CALL
-                and type(wire[1]) is int
-            ):
-                self._accept(wire)
-            else:
-                self._handle(wire)
-        return True
-
-    def _handle(self, wire: object) -> None:
-        """Act on a message other than a well-formed Call."""
-        if type(wire) is Undecodable:
-            if wire.tag == Tag.CALL:
+            if type(msg) is list:
+                self._accept(msg)
+            elif type(msg) is Ping:
+                self._pong(msg)
+            elif type(msg) is Cancel:
+                self._cancel(msg)
+            elif type(msg) is Shutdown:
+                self._begin_shutdown()
+            elif type(msg) is Undecodable and msg.tag == Tag.CALL:
                 # one bad call (a dict keyed by a tuple): the framing is in
                 # sync, so only this call fails
                 self._send_error(
-                    wire.id,
+                    msg.id,
                     ErrorKind.DECODE.value,
                     "TypeError",
                     f"the call's arguments are not msgpack-decodable: "
-                    f"{wire.reason} (dict keys must be str, int, bytes, "
+                    f"{msg.reason} (dict keys must be str, int, bytes, "
                     "float or bool)",
                 )
-                return
-            msg: object = wire
-        else:
-            try:
-                msg = from_wire(wire)
-            except ProtocolError as exc:
+            else:
                 exit_now(
                     ExitCode.PROTOCOL_ERROR,
-                    f"protocol error on the request channel: {exc}",
+                    "protocol error on the request channel: a parent does not "
+                    f"send {type(msg).__name__}",
                 )
-        if type(msg) is Ping:
-            self._pong(msg)
-        elif type(msg) is Cancel:
-            self._cancel(msg)
-        elif type(msg) is Shutdown:
-            self._begin_shutdown()
-        else:
-            exit_now(
-                ExitCode.PROTOCOL_ERROR,
-                "protocol error on the request channel: a parent does not "
-                f"send {type(msg).__name__}",
-            )
+        return True
 
     def _accept(self, wire: list[Any]) -> None:
         """Queue the call *wire* (a Call's wire array), or answer it with an

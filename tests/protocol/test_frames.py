@@ -380,3 +380,18 @@ def test_the_wire_decoder_checks_the_framing_not_the_message() -> None:
     assert decoder.is_poisoned
     with pytest.raises(FrameTooLarge):
         WireDecoder(max_frame_bytes=10).feed(encode(Reply(1, b"x" * 20)))
+
+
+def test_a_wire_decoder_keeps_only_well_formed_messages_of_its_tag_as_arrays() -> None:
+    decoder = WireDecoder(keep=Tag.REPLY)
+    stream = encode(Reply(7, "x")) + encode(Ping(1)) + encode(End(8))
+    assert decoder.feed(stream) == [[Tag.REPLY, 7, "x"], Ping(1), End(8)]
+    frame = encode(Reply(7, {(1, 2): "tuple key"}))  # fails alone, as it did
+    assert decoder.feed(frame) == [
+        Undecodable(Tag.REPLY, 7, "TypeError: unhashable type: 'list'")
+    ]
+    not_a_message = frame_of(msgpack.packb([Tag.REPLY, "not an id", None]))
+    with pytest.raises(ProtocolError, match=r"Reply\.id") as bad:
+        decoder.feed(encode(Ping(2)) + not_a_message)
+    assert bad.value.decoded == (Ping(2),)
+    assert decoder.is_poisoned
