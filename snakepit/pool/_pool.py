@@ -385,7 +385,7 @@ class Pool:
         worker = self._take_free(session_id, first)
         if worker is not None:
             return worker
-        waiter = Pending(command, self._new_signal(), 0, None, session_id)
+        waiter = Pending(command, self._new_signal(), session_id=session_id)
         self._enqueue(waiter, first)
         try:
             await waiter.event.wait()  # bounded: see _expire_queue

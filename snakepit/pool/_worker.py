@@ -135,6 +135,7 @@ class Pending:
     worker: WorkerProcess | None = None
     #: Left the queue (timed out, given up): skipped when its turn comes.
     gone: bool = False
+    queued_at: float = 0.0
     value: Any = None
     error: Error | None = None
     #: Why the call failed here: its worker died, or (still queued) it timed out.
@@ -145,7 +146,6 @@ class Pending:
     recalled: bool = False
     #: When it was sent, if nothing was ahead of it (it is timed: see _ahead).
     sent_at: float | None = None
-    queued_at: float = 0.0
 
 
 @attrs.frozen
