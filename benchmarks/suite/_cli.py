@@ -21,6 +21,7 @@ import psutil
 from benchmarks._common import format_machine_info, machine_info
 from benchmarks.suite import _contenders, _runner
 from benchmarks.suite._model import KIB, MIB, SECTIONS, Record, Settings
+from benchmarks.suite._paths import compile_checkout
 from benchmarks.suite._sections import all_modules
 
 PACKAGES = (
@@ -237,6 +238,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") 
         )
     selected: set[str] = args.sections
 
+    compiled = compile_checkout()
     info = machine_info(PACKAGES)
     command = shlex.join([*prog.split(), *args_list])
     print(format_machine_info(info))
@@ -246,6 +248,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") 
         f"round(s); each job in a fresh subprocess; numpy rows "
         f"{'on' if settings.numpy else 'off (numpy missing or --no-numpy)'}; "
         "1 BLAS thread per worker"
+        + (f"; {' and '.join(compiled)} byte-compiled first" if compiled else "")
     )
     sys.stdout.flush()
     subreaper = _runner.become_subreaper()

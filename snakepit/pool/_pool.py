@@ -340,15 +340,27 @@ class Pool:
             worker = self._workers.get(wid) if wid is not None else None
             if worker is not None and worker.load < worker.capacity:
                 return worker
+        # The least loaded worker with a free unit; only if there is none, the
+        # least loaded one a call may be sent ahead to. Two passes, so that a
+        # pool of many workers does not ask each busy one how long its calls
+        # may take (room_ahead) while another is free.
         best: WorkerProcess | None = None
         for worker in self._workers.values():
             load = worker.load
-            if load < worker.limit and (best is None or load < best.load):
-                if load >= worker.capacity and worker.room_ahead() <= 0:
-                    continue  # busy with a call that may be long
+            if load < worker.capacity and (best is None or load < best.load):
                 best = worker
                 if load == 0:
                     break
+        if best is not None:
+            return best
+        for worker in self._workers.values():
+            load = worker.load
+            if (
+                load < worker.limit
+                and (best is None or load < best.load)
+                and worker.room_ahead() > 0  # else busy with a call that may be long
+            ):
+                best = worker
         return best
 
     def _take_free(

@@ -348,3 +348,41 @@ async def test_calls_go_ahead_only_while_those_on_the_worker_are_short_in_all(
                 tg.start_soon(pool.execute, "sleep", {"seconds": 0.2})
             await anyio.wait_all_tasks_blocked()
             assert (pool.get_stats()["load"], pool.get_stats()["queued"]) == (3, 3)
+
+
+async def test_a_free_worker_is_taken_before_any_busy_one_is_asked_for_room(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While a worker has a free unit, a call goes to it, and no busy worker is
+    asked how long its calls may take: with many workers, asking each busy one
+    made every call cost a loop over the pool's calls in flight."""
+    monkeypatch.setattr(_ahead, "SHORT_CALL", 10.0)  # every call here is short
+    asked: list[str] = []
+    room_ahead = WorkerProcess.room_ahead
+
+    def spy(worker: WorkerProcess) -> float:
+        asked.append(worker.id)
+        return room_ahead(worker)
+
+    monkeypatch.setattr(WorkerProcess, "room_ahead", spy)
+    with anyio.fail_after(30):
+        async with (
+            open_pool(adapter=CHAOS, size=3, pipeline_depth=4) as pool,
+            anyio.create_task_group() as tg,
+        ):
+            await pool.execute("sleep", {"seconds": 0})  # timed: short
+            for _ in range(3):
+                tg.start_soon(pool.execute, "sleep", {"seconds": 0.3})
+                await anyio.wait_all_tasks_blocked()
+            loads = [pool.worker(w).load for w in pool.list_workers()]
+            assert loads == [1, 1, 1]  # one each: none was sent ahead
+            assert asked == []
+            tg.start_soon(pool.execute, "sleep", {"seconds": 0})
+            await anyio.wait_all_tasks_blocked()
+            # all busy: now the pool asks, and sends the short call ahead
+            assert sorted(pool.worker(w).load for w in pool.list_workers()) == [
+                1,
+                1,
+                2,
+            ]
+            assert asked  # only now
