@@ -99,6 +99,9 @@ KILL_GRACE = 2.0
 _KILL_WAIT = 2.0
 #: Seconds to wait for another cleanup of the same instance to finish.
 _LOCK_TIMEOUT = 10.0
+#: Least seconds between two background writes of a run file while workers keep
+#: starting (each write is a temporary file, an fsync and a rename).
+WRITE_SPACING = 0.05
 _POLL = 0.02
 
 _E_ORPHANS_KILLED = ("snakepit", "cleanup", "orphans_killed")
@@ -1079,7 +1082,10 @@ class RunRegistry:
 
     Build it with :func:`open_run`. Writes go through a worker thread and are
     coalesced; a failure to write (read-only or full disk) is logged once and
-    the pool runs on without a record.
+    the pool runs on without a record. A worker's record is written in the
+    background (:meth:`add_worker` does not wait for the disk), at most once per
+    :data:`WRITE_SPACING` while workers keep starting: a pool starting 100
+    workers writes the file a handful of times, not once per worker.
 
     Attributes:
         run_id: this run's id (uuid4 hex).
@@ -1102,6 +1108,8 @@ class RunRegistry:
         self._encoded: dict[str, str] = {}
         self._lock = anyio.Lock()
         self._dirty = False
+        #: Set when a change waits for the background writer (see write_changes).
+        self._changed = anyio.Event()
         self._enabled = True
         self._written = False
         self._started_at = time.time()
@@ -1222,9 +1230,11 @@ class RunRegistry:
             )
         self._enabled = False
 
-    async def add_worker(self, worker_id: str, pool: str, pid: int) -> None:
-        """Record a just-spawned worker (unreaped, so *pid* is it) and write the
-        file. Never raises for a disk problem."""
+    def add_worker(self, worker_id: str, pool: str, pid: int) -> None:
+        """Record a just-spawned worker (unreaped, so *pid* is it); the file is
+        written in the background (:meth:`write_changes`), or by the next
+        :meth:`flush`. Does not wait. Until then a cleanup still finds the worker
+        by the run id on its command line."""
         stamp, pgid, create_time = _spawned(pid, self._boot_time)
         cmdline = _cmdline(pid)
         worker = self._workers[worker_id] = WorkerRecord(
@@ -1237,7 +1247,18 @@ class RunRegistry:
             fingerprint=_fingerprint(cmdline) if cmdline else None,
         )
         self._encoded[worker_id] = json.dumps(worker.to_dict(), sort_keys=True)
-        await self.flush()
+        self._dirty = True
+        self._changed.set()
+
+    async def write_changes(self) -> None:
+        """Write the file whenever workers were added, at most once per
+        :data:`WRITE_SPACING`, until cancelled (the pool runs it in the
+        background while it serves)."""
+        while True:
+            await self._changed.wait()
+            self._changed = anyio.Event()
+            await self.flush()
+            await anyio.sleep(WRITE_SPACING)  # let a burst of starts gather
 
     def remove_worker(self, worker_id: str) -> None:
         """Forget an exited worker; the next write (or the final removal) drops

@@ -498,6 +498,8 @@ async def test_a_pool_records_its_workers_and_removes_the_record(
             os.kill(victim, signal.SIGKILL)
             with anyio.fail_after(30):
                 await events.wait_for(RESTARTED)
+        assert pool._registry is not None
+        await pool._registry.flush()  # else written within WRITE_SPACING
         now = {w.pid for w in read_record(path).workers}
         assert victim not in now
         assert now == {pool.worker(w).pid for w in pool.list_workers()}
@@ -687,7 +689,11 @@ async def test_a_start_after_a_sigkill_mid_startup_removes_every_survivor(
     (path,) = (data_dir / CRASHY).glob("*.json")
     old = read_record(path)
     try:
-        assert 4 <= len(old.workers) <= 16
+        # Workers are written in the background, at most once per
+        # WRITE_SPACING: the record may name fewer than the 4 that started, or
+        # none. The rest are found by the run id on their command line and in
+        # their environment, which the cleanup must use.
+        assert len(old.workers) < 16  # it died mid-startup
         # The workers die of their parent-death signal (some may still be
         # dying); their grandchildren cannot die on their own.
         survivors = [p for p in marked(old.run_id) if name_of(p) == "sleep"]

@@ -226,6 +226,8 @@ class Pool:
                             registry.run_id if registry else None,
                         ).run
                     )
+                if self._registry is not None:
+                    tg.start_soon(self._registry.write_changes)
                 tg.start_soon(supervise)
                 tg.start_soon(self._expire_queue)
                 while (
@@ -233,6 +235,9 @@ class Pool:
                 ):
                     await self._wait_changed()
                 if not sup_done.is_set():
+                    if self._registry is not None:
+                        # A started pool's run file names all its workers.
+                        await self._registry.flush()
                     task_status.started(self)
                     tg.start_soon(run_lifecycle, self)
                 await sup_done.wait()

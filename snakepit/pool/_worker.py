@@ -307,7 +307,7 @@ class WorkerProcess:
             tg.start_soon(self._watch_exit, process)
             try:
                 if registry is not None:
-                    await registry.add_worker(self.id, self.config.name, process.pid)
+                    registry.add_worker(self.id, self.config.name, process.pid)
                 try:
                     await self._handshake(process, begin)
                 except WorkerStartError as exc:
