@@ -99,6 +99,8 @@ KILL_GRACE = 2.0
 _KILL_WAIT = 2.0
 #: Seconds to wait for another cleanup of the same instance to finish.
 _LOCK_TIMEOUT = 10.0
+#: The reaper's niceness: it runs when a CPU is free (see ``_start_reaper``).
+REAPER_NICENESS = 10
 #: Least seconds between two background writes of a run file while workers keep
 #: starting (each write is a temporary file, an fsync and a rename).
 WRITE_SPACING = 0.05
@@ -1200,6 +1202,13 @@ class RunRegistry:
             )
         except OSError as exc:
             logger.warning("cannot start the run's reaper: %s", exc)
+            return
+        try:
+            # It only waits, and it starts beside the pool's first workers: the
+            # CPU it needs to start (an interpreter's) goes to them first.
+            os.setpriority(os.PRIO_PROCESS, self._reaper.pid, REAPER_NICENESS)
+        except OSError:
+            pass  # it exited already, or we may not (it still works)
 
     async def _stop_reaper(self) -> None:
         """Tell the reaper this is an orderly end, and reap it."""
