@@ -23,7 +23,7 @@ def interleaved(
     contenders: Sequence[Contender],
     wanted: Sequence[str] | None,
     configs: Sequence[Config],
-    rounds: Callable[[Config], int],
+    rounds: Callable[[Contender, Config], int],
     timeout: Callable[[Config], float],
     skip: Callable[[Contender, Config], str | None] = lambda c, config: None,
 ) -> tuple[list[Job], list[Record]]:
@@ -53,11 +53,11 @@ def interleaved(
                         error=why,
                     )
                 )
-    most = max((rounds(config) for _, config in runnable), default=0)
+    most = max((rounds(c, config) for c, config in runnable), default=0)
     for round_ in range(1, most + 1):
         order = runnable if round_ % 2 else runnable[::-1]
         for contender, config in order:
-            if round_ <= rounds(config):
+            if round_ <= rounds(contender, config):
                 jobs.append(
                     Job(
                         section=job_section,

@@ -108,7 +108,7 @@ def plan(
         CONTENDERS,
         wanted,
         [{"workers": w} for w in settings.throughput_workers],
-        rounds=lambda config: settings.rounds,
+        rounds=lambda contender, config: settings.rounds,
         # as throughput's: generous for the slowest peer
         timeout=lambda config: 120.0 + per_job / 200,
         skip=_missing_map,

@@ -57,7 +57,7 @@ def plan(
         CONTENDERS,
         wanted,
         configs,
-        rounds=lambda c: settings.rounds,
+        rounds=lambda contender, config: settings.rounds,
         timeout=lambda c: 300.0,
     )
 

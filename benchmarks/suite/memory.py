@@ -73,7 +73,7 @@ def plan(
         contenders(),
         wanted,
         configs,
-        rounds=lambda c: 1,
+        rounds=lambda contender, config: 1,
         timeout=lambda c: 180.0 + 3.0 * c["workers"],
         skip=lambda c, config: (
             "only with numpy"

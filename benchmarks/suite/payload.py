@@ -55,7 +55,7 @@ def plan(
         CONTENDERS,
         wanted,
         [{"sizes": sizes}],
-        rounds=lambda c: settings.rounds,
+        rounds=lambda contender, config: settings.rounds,
         timeout=lambda c: 120.0 + moved / 20e6,  # 20 MB/s would be very slow
     )
 

@@ -54,7 +54,7 @@ def plan(
         contenders(),
         wanted,
         [{"every": None}, {"every": settings.recycle_every}],
-        rounds=lambda c: settings.rounds,
+        rounds=lambda contender, config: settings.rounds,
         timeout=lambda c: 120.0 + settings.recycle_calls / 50,
     )
 

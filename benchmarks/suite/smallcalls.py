@@ -121,7 +121,7 @@ def plan(
         CONTENDERS,
         wanted,
         configs,
-        rounds=lambda config: settings.rounds,
+        rounds=lambda contender, config: settings.rounds,
         # generous: the slowest peer at in-flight 1 does ~1,000 calls/s here
         timeout=lambda config: 120.0 + per_call / 200,
         skip=lambda c, config: None if _inflights(c, config) else "not this in-flight",
