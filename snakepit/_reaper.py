@@ -20,9 +20,7 @@ import select
 import signal
 import sys
 
-TYPE_CHECKING = False  # not typing's: the reaper imports nothing it can spare
-if TYPE_CHECKING:
-    from typing import Any
+from snakepit._flags import parse_flags
 
 BYE = b"bye\n"
 """What the owner writes on the reaper's stdin at an orderly end."""
@@ -69,46 +67,24 @@ def _read_until_eof(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-_USAGE = (
-    "usage: python -m snakepit._reaper --owner PID --data-dir DIR --instance NAME "
-    "[--grace SECONDS]"
-)
-_FLAGS = {"--owner": int, "--data-dir": str, "--instance": str, "--grace": float}
-
-
-def _parse(argv: list[str]) -> dict[str, Any]:
-    """The flags (each ``--name value``), checked. Not argparse: the reaper
-    starts with every pool, and argparse's imports would double its start."""
-    values: dict[str, Any] = {"--grace": 0.5}
-    items = list(argv)
-    while items:
-        flag = items.pop(0)
-        if flag not in _FLAGS or not items:
-            raise SystemExit(f"{_USAGE}\nsnakepit reaper: bad argument {flag!r}")
-        try:
-            values[flag] = _FLAGS[flag](items.pop(0))
-        except ValueError:
-            raise SystemExit(
-                f"{_USAGE}\nsnakepit reaper: bad value for {flag}"
-            ) from None
-    missing = [f for f in ("--owner", "--data-dir", "--instance") if f not in values]
-    if missing:
-        raise SystemExit(f"{_USAGE}\nsnakepit reaper: {missing[0]} is required")
-    return values
-
-
 def main(argv: list[str] | None = None) -> int:
     """Wait for the owner's orderly end or death; after a death, clean up."""
-    args = _parse(sys.argv[1:] if argv is None else argv)
+    args = parse_flags(
+        sys.argv[1:] if argv is None else argv,
+        {"owner": int, "data-dir": str, "instance": str, "grace": float},
+        prog="python -m snakepit._reaper",
+        required=("owner", "data-dir", "instance"),
+        defaults={"grace": 0.5},
+    )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the owner's
-    owner = args["--owner"]
+    owner = args["owner"]
     pidfd = _open_pidfd(owner)
     if _read_until_eof(0) == BYE:
         return 0
     _wait_owner_exit(pidfd, owner)
     from snakepit._registry import cleanup  # only now: the owner is gone
 
-    report = cleanup(args["--data-dir"], [args["--instance"]], grace=args["--grace"])
+    report = cleanup(args["data-dir"], [args["instance"]], grace=args["grace"])
     if report.killed or report.survivors:
         try:
             print(

@@ -47,6 +47,8 @@ from typing import Any, NoReturn
 
 import msgpack
 
+from snakepit._flags import parse_flags
+
 from ._options import ExitCode
 from ._report import report
 
@@ -60,7 +62,12 @@ _MAX_MESSAGE = 1024 * 1024
 
 def template_main(argv: Sequence[str]) -> int:
     """Run the template (the flags after ``--template``); return an exit status."""
-    args = _parse(argv)
+    args = parse_flags(
+        argv,
+        {"control-fd": int, "adapter": str, "parent-pid": int, "run-id": str},
+        prog="snakepit template",
+        required=("control-fd", "adapter", "parent-pid"),
+    )
     control = socket.socket(fileno=args["control-fd"])
     from . import _boot  # the worker's own code, imported once for every child
 
@@ -79,22 +86,6 @@ def template_main(argv: Sequence[str]) -> int:
     gc.freeze()
     _send(control, {"op": "ready", "pid": os.getpid(), "threads": _threads()})
     return _Server(control, _boot.main).serve()
-
-
-def _parse(argv: Sequence[str]) -> dict[str, Any]:
-    wanted = {"control-fd": int, "adapter": str, "parent-pid": int, "run-id": str}
-    values: dict[str, Any] = {}
-    items = list(argv)
-    while items:
-        flag = items.pop(0)
-        name = flag[2:]
-        if not flag.startswith("--") or name not in wanted or not items:
-            raise SystemExit(f"snakepit template: bad flag {flag!r}")
-        values[name] = wanted[name](items.pop(0))
-    for name in ("control-fd", "adapter", "parent-pid"):
-        if name not in values:
-            raise SystemExit(f"snakepit template: --{name} is required")
-    return values
 
 
 def _threads() -> int:
