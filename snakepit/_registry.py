@@ -1277,8 +1277,8 @@ class RunRegistry:
             self._dirty = True
 
     async def flush(self) -> None:
-        """Write the current record if it changed; concurrent calls coalesce."""
-        self._dirty = True
+        """Write the current record if it changed (a worker added or removed
+        since the last write); concurrent calls coalesce."""
         if not (self._enabled and self._written):
             return
         async with self._lock:
