@@ -82,8 +82,3 @@ class CallTimes:
             if sent_at is not None and now - sent_at >= SHORT_CALL:
                 return -math.inf
         return room
-
-    def may_wait_behind(self, calls: Iterable[TimedCall], now: float) -> bool:
-        """Whether a call may be sent to wait behind *calls* (see
-        :meth:`room_behind`)."""
-        return self.room_behind(calls, now) > 0
