@@ -69,7 +69,14 @@ DESCRIPTIONS = {
 #: parent that preloaded numpy): best of ``--rounds`` at every size, since both
 #: start even 250 workers in a second or two, and one round of that moves by a
 #: third on a small machine.
-ALWAYS_BEST_OF = {"snakepit-process-template", PPE_FORK_PRELOADED.key}
+ALWAYS_BEST_OF = {
+    *(
+        c.key
+        for c in snakepit_by_start_method()
+        if c.options.get("start_method") == "template"
+    ),
+    PPE_FORK_PRELOADED.key,
+}
 #: Peers that start every worker as a new interpreter: what ``--spawn-cap`` caps.
 FRESH_INTERPRETERS = {PPE_SPAWN.key, LOKY.key, ANYIO_TO_PROCESS.key, RAW_PIPE.key}
 
