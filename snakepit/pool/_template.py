@@ -34,6 +34,7 @@ from anyio.abc import Process, TaskGroup, TaskStatus
 
 from snakepit.config import PoolConfig
 from snakepit.exceptions import WorkerStartError, WorkerStartTimeout
+from snakepit.worker._template import FORKS_PER_MESSAGE
 
 __all__ = ("Template", "TemplateChild")
 
@@ -106,6 +107,13 @@ class TemplateChild:
 
 @attrs.define(eq=False)
 class _Fork:
+    """A fork asked of the template: what to send, and its answer."""
+
+    token: int
+    #: [token, argv, env] as the template's ``fork`` lists a worker.
+    request: list[Any]
+    #: The child's four descriptors (its starter's: they stay open until sent).
+    fds: Sequence[int]
     stdout: int
     stderr: int
     done: anyio.Event = attrs.Factory(anyio.Event)
@@ -126,6 +134,10 @@ class _Instance:
     #: Whether a fork has waited for it to be ready (and found it so).
     checked: bool = False
     forks: dict[int, _Fork] = attrs.Factory(dict)
+    #: Forks not sent yet, in order (see ``Template._send_forks``).
+    outbox: list[_Fork] = attrs.Factory(list)
+    #: Set when a fork joins the outbox, or the template dies.
+    outbox_filled: anyio.Event = attrs.Factory(anyio.Event)
     children: dict[int, TemplateChild] = attrs.Factory(dict)
     #: Children forked for a start that was given up on (see ``_disown``).
     disowned: set[int] = attrs.Factory(set)
@@ -148,7 +160,6 @@ class Template:
         self._env = dict(env)
         self._run_id = run_id
         self._lock = anyio.Lock()
-        self._send_lock = anyio.Lock()
         self._tokens = itertools.count(1)
         self._current: _Instance | None = None
         self._tg: TaskGroup | None = None
@@ -209,23 +220,27 @@ class Template:
                 os.close(fd)
             raise
         token = next(self._tokens)
-        pending = _Fork(stdout=output[0], stderr=output[1])
-        instance.forks[token] = pending
         # Only what differs from the template's own environment (the worker's
         # id, mostly): setting each variable again would cost every child
         # about a millisecond, in writes to pages it shares with the template.
         changed = {k: v for k, v in env.items() if self._env.get(k) != v}
-        message = msgpack.packb(
-            {"op": "fork", "token": token, "argv": list(argv), "env": changed},
-            use_bin_type=True,
+        pending = _Fork(
+            token=token,
+            request=[token, list(argv), changed],
+            fds=fds,
+            stdout=output[0],
+            stderr=output[1],
         )
+        instance.forks[token] = pending
+        instance.outbox.append(pending)
+        instance.outbox_filled.set()
         try:
-            async with self._send_lock:  # one sender waits for room at a time
-                await _send(instance.sock, message, fds)
             with anyio.move_on_after(self._config.startup_timeout):
                 await pending.done.wait()
         except BaseException:
             instance.forks.pop(token, None)
+            if pending in instance.outbox:  # never sent: its fds are closed next
+                instance.outbox.remove(pending)
             if pending.child is None:
                 os.close(pending.stdout)
                 os.close(pending.stderr)
@@ -235,6 +250,8 @@ class Template:
         if pending.child is not None:
             return pending.child
         instance.forks.pop(token, None)
+        if pending in instance.outbox:
+            instance.outbox.remove(pending)
         os.close(pending.stdout)
         os.close(pending.stderr)
         raise WorkerStartError(
@@ -263,13 +280,16 @@ class Template:
                     await self._spawn()
 
     async def _ensure(self) -> _Instance:
+        """The template to fork from, ready: started (again) if there is none
+        or it died. Concurrent starts wait for the same one, and all wake up
+        together when it is ready, so their forks go out in few messages."""
         async with self._lock:
             instance = self._current
             if instance is None or (instance.checked and instance.dead):
                 instance = await self._spawn()
-            if not instance.checked:
-                await self._until_ready(instance)
-            return instance
+        if not instance.checked:
+            await self._until_ready(instance)
+        return instance
 
     async def _spawn(self) -> _Instance:
         """Start a template process; it is ready once it has imported the adapter."""
@@ -315,7 +335,44 @@ class Template:
         instance = self._current = _Instance(process=process, sock=parent)
         self._tg.start_soon(self._read, instance)
         self._tg.start_soon(self._drain_stderr, instance)
+        self._tg.start_soon(self._send_forks, instance)
         return instance
+
+    async def _send_forks(self, instance: _Instance) -> None:
+        """Send the forks waiting in the outbox, up to FORKS_PER_MESSAGE per
+        message, until the template dies. Forks asked for in the same loop turn
+        (a pool's start) go out together, and the template forks them in one
+        loop (see :mod:`snakepit.worker._template`).
+
+        A fork leaves the outbox only as it is sent, and a send never waits: a
+        starter that gives up meanwhile takes its fork out and closes its
+        descriptors, which are then never sent."""
+        outbox = instance.outbox
+        while not instance.dead:
+            if not outbox:
+                instance.outbox_filled = anyio.Event()
+                await instance.outbox_filled.wait()
+                continue
+            batch = outbox[:FORKS_PER_MESSAGE]
+            message = msgpack.packb(
+                {"op": "fork", "workers": [fork.request for fork in batch]},
+                use_bin_type=True,
+            )
+            try:
+                socket.send_fds(
+                    instance.sock, [message], [fd for fork in batch for fd in fork.fds]
+                )
+            except BlockingIOError:
+                try:
+                    await anyio.wait_writable(instance.sock)
+                except (anyio.ClosedResourceError, OSError):
+                    return  # it died: _on_death failed the forks
+                continue
+            except OSError as exc:
+                for fork in batch:
+                    fork.error = f"could not reach the template ({exc})"
+                    fork.done.set()
+            del outbox[: len(batch)]
 
     async def _until_ready(self, instance: _Instance) -> None:
         """Wait until *instance* is ready; if it fails to be, kill it, forget it
@@ -379,19 +436,20 @@ class Template:
             elif pid in instance.disowned:
                 instance.disowned.discard(pid)
                 _send_reap(instance, pid)
-        elif op in ("forked", "fork_failed"):
-            pending = instance.forks.pop(message["token"], None)
-            if pending is None:
-                if op == "forked":  # its starter gave up (cancelled): end it
-                    self._disown(instance, message["pid"])
-                return
-            if op == "forked":
-                pid = message["pid"]
+        elif op == "forked":
+            for token, pid in message["pids"]:
+                pending = instance.forks.pop(token, None)
+                if pending is None:  # its starter gave up (cancelled): end it
+                    self._disown(instance, pid)
+                    continue
                 pending.child = TemplateChild(self, pid, pending.stdout, pending.stderr)
                 instance.children[pid] = pending.child
-            else:
-                pending.error = message.get("error", "fork failed")
-            pending.done.set()
+                pending.done.set()
+            for token, error in message["failed"]:
+                pending = instance.forks.pop(token, None)
+                if pending is not None:
+                    pending.error = error or "fork failed"
+                    pending.done.set()
         elif op == "ready":
             threads = message.get("threads", 1)
             if threads > 1:
@@ -435,6 +493,9 @@ class Template:
             return
         instance.dead = True
         instance.ready.set()
+        instance.outbox.clear()  # their starters close their descriptors
+        instance.outbox_filled.set()  # _send_forks ends
+        anyio.notify_closing(instance.sock)
         instance.sock.close()
         for child in instance.children.values():
             child.set_exited(-signal.SIGKILL)
@@ -479,13 +540,3 @@ def _send_reap(instance: _Instance, pid: int) -> None:
         instance.sock.send(msgpack.packb({"op": "reap", "pid": pid}))
     except OSError:
         pass  # it is going away: its zombies go to init with it
-
-
-async def _send(sock: socket.socket, message: bytes, fds: Sequence[int]) -> None:
-    """Send one SOCK_SEQPACKET message with *fds* attached, waiting for room."""
-    while True:
-        try:
-            socket.send_fds(sock, [message], list(fds))
-            return
-        except BlockingIOError:
-            await anyio.wait_writable(sock)

@@ -162,7 +162,7 @@ async def test_a_fork_answered_as_its_start_is_given_up_is_killed_and_closed(
 
     def cancel_when_forked(self: Template, instance: object, message: dict) -> None:
         if message.get("op") == "forked":
-            forked.append(message["pid"])
+            forked.extend(pid for _, pid in message["pids"])
             starting.cancel()  # the start gives up just before the answer
         on_message(self, instance, message)  # type: ignore[arg-type]
 
@@ -184,3 +184,120 @@ async def test_a_fork_answered_as_its_start_is_given_up_is_killed_and_closed(
             finally:
                 template.close()  # its run() is shielded until then
     assert len(os.listdir("/proc/self/fd")) == fds  # the child's pipes are closed
+
+
+def _pipes(pid: int) -> set[str]:
+    """The pipes (``pipe:[inode]``) process *pid* holds open."""
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("pipe:"):
+            held.add(target)
+    return held
+
+
+async def test_forks_asked_together_go_out_in_few_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pool's start asks for its forks in the same loop turn: they reach the
+    template FORKS_PER_MESSAGE at a time, and it answers once per message."""
+    from snakepit.pool._template import Template
+    from snakepit.worker._template import FORKS_PER_MESSAGE
+
+    answers: list[int] = []
+    on_message = Template._on_message
+
+    def count(self: Template, instance: object, message: dict) -> None:
+        if message.get("op") == "forked":
+            answers.append(len(message["pids"]))
+        on_message(self, instance, message)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Template, "_on_message", count)
+    size = FORKS_PER_MESSAGE + 3
+    with anyio.fail_after(60):
+        async with open_pool(
+            adapter=CHAOS, size=size, startup_batch_size=size, start_method="template"
+        ) as pool:
+            assert len(pool.list_workers()) == size
+    assert answers == [FORKS_PER_MESSAGE, 3]
+
+
+async def test_workers_forked_together_hold_only_their_own_pipes() -> None:
+    """The template holds every worker's pipe ends of a message while it forks
+    them; a child keeping another's would hide that worker's exit from the
+    parent (its reply pipe would never reach end of file)."""
+    with anyio.fail_after(30):
+        async with open_pool(
+            adapter=CHAOS, size=4, startup_batch_size=4, start_method="template"
+        ) as pool:
+            held = [_pipes(w["pid"]) for w in pool.worker_stats()]
+            for i, mine in enumerate(held):
+                # request, reply, stdout, stderr: the stdout and stderr ends may
+                # be the same pipe in a worker that dup'ed them, never fewer than 2
+                assert len(mine) >= 2
+                for other in held[i + 1 :]:
+                    assert not mine & other
+
+
+async def test_a_start_given_up_before_its_fork_is_sent_sends_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A start cancelled while its fork waits to be sent takes it back: the
+    template never forks it and every descriptor of it is closed."""
+    from snakepit.config import PoolConfig
+    from snakepit.pool._spawn import spawn_worker, worker_env
+    from snakepit.pool._template import Template
+
+    config = PoolConfig(adapter_module=CHAOS, start_method="template")
+    release = anyio.Event()
+    queued = anyio.Event()
+    send_forks = Template._send_forks
+
+    async def held_back(self: Template, instance: object) -> None:
+        await release.wait()
+        await send_forks(self, instance)  # type: ignore[arg-type]
+
+    forked: list[int] = []
+    on_message = Template._on_message
+
+    def record(self: Template, instance: object, message: dict) -> None:
+        if message.get("op") == "forked":
+            forked.extend(pid for _, pid in message["pids"])
+        on_message(self, instance, message)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Template, "_send_forks", held_back)
+    monkeypatch.setattr(Template, "_on_message", record)
+    fds = len(os.listdir("/proc/self/fd"))
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            template = await tg.start(
+                Template(config, worker_env(config, worker_id="w-1"), None).run
+            )
+            try:
+                with anyio.CancelScope() as starting:
+
+                    async def give_up_once_queued() -> None:
+                        while not template._current or not template._current.outbox:
+                            await anyio.lowlevel.checkpoint()
+                        queued.set()
+                        starting.cancel()
+
+                    tg.start_soon(give_up_once_queued)
+                    await spawn_worker(config, worker_id="w-1", template=template)
+                assert queued.is_set() and starting.cancelled_caught
+                assert template._current is not None
+                assert template._current.outbox == []
+                release.set()
+                # the template still forks what is asked next, and only that
+                child = await spawn_worker(config, worker_id="w-2", template=template)
+                assert forked == [child.process.pid]
+                os.killpg(child.process.pid, signal.SIGKILL)
+                await child.process.aclose()
+                os.close(child.request_fd)
+                os.close(child.reply_fd)
+            finally:
+                template.close()
+    assert len(os.listdir("/proc/self/fd")) == fds
