@@ -4,9 +4,11 @@ This is the hot path of every call, so it avoids what costs more than the pipe:
 
 - :class:`FrameWriter` writes a frame with one ``os.write`` from the caller's own
   task, with no lock and no await. Only what the pipe does not take at once goes to
-  a backlog of memoryviews (no copy of a large payload), flushed in order by
-  :meth:`FrameWriter.run` as the pipe drains. Frames never interleave, because a
-  frame is only written directly when the backlog is empty. While *corked* (the
+  a backlog of memoryviews (no copy of a large payload), flushed in order as the
+  pipe drains by a task the writer starts only then (most workers never fill
+  their pipe, and a task per worker is a cost at every pool's start). Frames
+  never interleave, because a frame is only written directly when the backlog
+  is empty. While *corked* (the
   parent dispatching a batch of replies, each of which may send the worker its
   next call), frames collect in the backlog and go out in one ``os.writev``, which
   also wakes the worker once for all of them.
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 
@@ -65,6 +68,9 @@ class FrameWriter:
             :meth:`close` closes it.
         on_broken: called once, with the error, when a write fails (the reader of
             the pipe is gone). Must not raise.
+        spawn: starts a task (``TaskGroup.start_soon``): the writer starts one to
+            flush its backlog whenever the pipe did not take a frame whole, which
+            ends once the backlog is written, or the pipe is closed or broken.
     """
 
     __slots__ = (
@@ -73,15 +79,22 @@ class FrameWriter:
         "_closed",
         "_corked",
         "_fd",
+        "_flushing",
         "_on_broken",
-        "_wake",
+        "_spawn",
     )
 
-    def __init__(self, fd: int, on_broken: Callable[[OSError], None]) -> None:
+    def __init__(
+        self,
+        fd: int,
+        on_broken: Callable[[OSError], None],
+        spawn: Callable[[Callable[[], Coroutine[Any, Any, None]]], object],
+    ) -> None:
         self._fd = fd
         self._on_broken = on_broken
+        self._spawn = spawn
         self._backlog: collections.deque[bytes | memoryview] = collections.deque()
-        self._wake = anyio.Event()
+        self._flushing = False  # a task flushes the backlog
         self._broken: OSError | None = None
         self._closed = False
         self._corked = False
@@ -92,8 +105,8 @@ class FrameWriter:
         return sum(len(view) for view in self._backlog)
 
     def write(self, frame: Frame) -> None:
-        """Send *frame* now if the pipe takes it, else queue the rest for
-        :meth:`run`. Never blocks and never awaits.
+        """Send *frame* now if the pipe takes it, else queue the rest, written
+        as the pipe drains. Never blocks and never awaits.
 
         Raises:
             BrokenChannel: the pipe is closed or broken; nothing was queued.
@@ -124,7 +137,7 @@ class FrameWriter:
             self._backlog.append(memoryview(part)[written:])
             written = 0
         if self._backlog:
-            self._wake.set()
+            self._flush_later()
 
     def cork(self) -> None:
         """Hold the frames written from now on until :meth:`uncork`."""
@@ -132,8 +145,8 @@ class FrameWriter:
 
     def uncork(self) -> None:
         """Write the frames held since :meth:`cork` (one ``os.writev`` if the
-        pipe takes them); :meth:`run` writes what it does not. Never raises: a
-        broken pipe is reported to ``on_broken``."""
+        pipe takes them); the rest is written as the pipe drains. Never raises:
+        a broken pipe is reported to ``on_broken``."""
         self._corked = False
         if (
             self._backlog
@@ -142,20 +155,29 @@ class FrameWriter:
             and self._flush()
             and self._backlog
         ):
-            self._wake.set()  # the pipe is full: run() writes the rest
+            self._flush_later()  # the pipe is full
 
-    async def run(self) -> None:
-        """Flush the backlog as the pipe drains, until closed or broken."""
-        while not self._closed and self._broken is None:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            while self._backlog and not self._closed:
-                try:
-                    await anyio.wait_writable(self._fd)
-                except (anyio.ClosedResourceError, OSError):
-                    return  # closed under us: close() dropped the backlog
-                if not self._flush():
-                    return
+    def _flush_later(self) -> None:
+        """Have a task write the backlog as the pipe drains, unless one does."""
+        if not self._flushing:
+            self._flushing = True
+            self._spawn(self._flush_as_it_drains)
+
+    async def _flush_as_it_drains(self) -> None:
+        """Shielded: a frame accepted is written unless the pipe is closed or
+        breaks first, even while the task group it was started in is being
+        cancelled (a ``Shutdown`` sent as a pool stops)."""
+        try:
+            with anyio.CancelScope(shield=True):
+                while self._backlog and not self._closed and self._broken is None:
+                    try:
+                        await anyio.wait_writable(self._fd)
+                    except (anyio.ClosedResourceError, OSError):
+                        return  # closed under us: close() dropped the backlog
+                    if not self._flush():
+                        return
+        finally:
+            self._flushing = False  # no await since the backlog was seen empty
 
     def _flush(self) -> bool:
         """Write as much of the backlog as the pipe takes; False once broken."""
@@ -183,7 +205,6 @@ class FrameWriter:
         if self._broken is None:
             self._broken = exc
             self._backlog.clear()
-            self._wake.set()
             self._on_broken(exc)
 
     def close(self) -> None:
@@ -192,7 +213,6 @@ class FrameWriter:
             return
         self._closed = True
         self._backlog.clear()
-        self._wake.set()
         anyio.notify_closing(self._fd)
         os.close(self._fd)
 

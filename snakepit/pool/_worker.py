@@ -299,12 +299,16 @@ class WorkerProcess:
             ) from exc
         process = self._spawned.process
         self.pid = process.pid
-        self._writer = FrameWriter(self._spawned.request_fd, self._on_write_broken)
         failure: WorkerStartError | None = None
         async with anyio.create_task_group() as tg:
+            self._writer = FrameWriter(
+                self._spawned.request_fd, self._on_write_broken, tg.start_soon
+            )
             io_scope = anyio.CancelScope(shield=True)
             tg.start_soon(self._io, io_scope)
-            tg.start_soon(self._watch_exit, process)
+            # Only until the handshake: a task per worker is a cost at start.
+            watch_exit = anyio.CancelScope()
+            tg.start_soon(self._watch_exit, process, watch_exit)
             try:
                 if registry is not None:
                     registry.add_worker(self.id, self.config.name, process.pid)
@@ -313,6 +317,7 @@ class WorkerProcess:
                 except WorkerStartError as exc:
                     failure = exc
                 else:
+                    watch_exit.cancel()
                     self.started_at = time.monotonic()
                     self.accepting = True
                     self._on_ready(self)
@@ -338,10 +343,12 @@ class WorkerProcess:
         if failure is not None:
             raise failure
 
-    async def _watch_exit(self, process: Any) -> None:
-        """Wake :meth:`_handshake` if the process exits before its ``Hello``."""
-        await process.wait()
-        self._hello_or_exit.set()
+    async def _watch_exit(self, process: Any, scope: anyio.CancelScope) -> None:
+        """Wake :meth:`_handshake` if the process exits before its ``Hello``
+        (cancelled through *scope* once the handshake is done)."""
+        with scope:
+            await process.wait()
+            self._hello_or_exit.set()
 
     async def _handshake(self, process: Any, begin: float) -> None:
         with anyio.move_on_after(self.config.startup_timeout) as timeout:
@@ -538,9 +545,8 @@ class WorkerProcess:
                     tg.start_soon(
                         self._drain, process.stderr, logging.WARNING, self._stderr_done
                     )
-                    tg.start_soon(self._writer.run)
                     await self._read_replies()
-                    tg.cancel_scope.cancel()  # the writer: nobody reads any more
+                    tg.cancel_scope.cancel()  # the log drains
         finally:
             self._stderr_done.set()
             self._io_done.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import anyio
 import pytest
@@ -12,6 +13,10 @@ from snakepit.pool._channel import BrokenChannel, FrameWriter, read_pipe
 from snakepit.protocol import Reply, encode, encode_frame, frame_size
 
 pytestmark = pytest.mark.anyio
+
+
+def _no_task(flush: object) -> None:
+    pytest.fail("the writer started a task, with nothing left to write")
 
 
 def test_a_large_body_is_kept_apart_from_its_header() -> None:
@@ -38,11 +43,10 @@ async def test_frames_arrive_whole_and_in_order_when_the_pipe_is_full() -> None:
                 complete.set()
 
     broken: list[OSError] = []
-    writer = FrameWriter(write_fd, broken.append)
     reader = threading.Thread(target=drain)
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(writer.run)
+            writer = FrameWriter(write_fd, broken.append, tg.start_soon)
             for frame in frames:  # far more than a pipe holds: most queue up
                 writer.write(frame)
             assert writer.backlog_bytes > 0
@@ -50,10 +54,83 @@ async def test_frames_arrive_whole_and_in_order_when_the_pipe_is_full() -> None:
             assert await anyio.to_thread.run_sync(complete.wait, 30)
             assert writer.backlog_bytes == 0
             writer.close()
-            tg.cancel_scope.cancel()
         await anyio.to_thread.run_sync(reader.join)
     os.close(read_fd)
     assert bytes(received) == expected
+    assert broken == []
+
+
+async def test_the_writer_runs_a_task_only_while_the_pipe_is_full() -> None:
+    """No task per worker: one is started when a frame does not fit, and ends
+    once the backlog is written; the next full pipe starts another."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    broken: list[OSError] = []
+    started: list[object] = []
+    big = encode(Reply(1, b"z" * (4 << 20)))  # more than any pipe holds
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+
+            def spawn(flush: Any) -> None:
+                started.append(flush)
+                tg.start_soon(flush)
+
+            writer = FrameWriter(write_fd, broken.append, spawn)
+            writer.write(encode(Reply(0, "small")))
+            assert started == []  # the pipe took it
+            for round_ in (1, 2):
+                writer.write(big)
+                writer.write(encode(Reply(2, "behind it")))
+                assert len(started) == round_  # one task for the whole backlog
+                received = bytearray()
+                while writer.backlog_bytes or len(received) < len(big):
+                    await anyio.wait_readable(read_fd)
+                    received += os.read(read_fd, 1 << 20)
+                    await anyio.lowlevel.checkpoint()  # let the task write more
+                while True:
+                    try:
+                        received += os.read(read_fd, 1 << 20)
+                    except BlockingIOError:
+                        break
+                head = 0 if round_ > 1 else len(encode(Reply(0, "small")))
+                assert len(received) == head + len(big) + len(
+                    encode(Reply(2, "behind it"))
+                )
+            writer.close()
+    os.close(read_fd)
+    assert broken == []
+
+
+async def test_a_full_pipe_is_still_flushed_when_its_task_group_is_cancelled() -> None:
+    """The last frames a stopping pool sends (Shutdown) must not be dropped
+    because the task that started the flush is being cancelled."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    broken: list[OSError] = []
+    frame = encode(Reply(1, b"q" * (3 << 20)))
+    received = bytearray()
+
+    def drain() -> None:
+        while chunk := os.read(read_fd, 1 << 20):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    with anyio.fail_after(30):
+        try:
+            async with anyio.create_task_group() as tg:
+                writer = FrameWriter(write_fd, broken.append, tg.start_soon)
+                writer.write(frame)
+                assert writer.backlog_bytes > 0
+                tg.cancel_scope.cancel()  # the flush must go on regardless
+                reader.start()
+            # the task group waited for the flush to end
+            assert writer.backlog_bytes == 0
+        finally:
+            writer.close()  # end of file: the reader stops
+            await anyio.to_thread.run_sync(reader.join)
+    os.close(read_fd)
+    assert bytes(received) == frame
     assert broken == []
 
 
@@ -62,7 +139,7 @@ async def test_a_write_to_a_pipe_nobody_reads_breaks_the_channel_once() -> None:
     os.set_blocking(write_fd, False)
     os.close(read_fd)
     broken: list[OSError] = []
-    writer = FrameWriter(write_fd, broken.append)
+    writer = FrameWriter(write_fd, broken.append, _no_task)
     with pytest.raises(BrokenChannel):
         writer.write(encode(Reply(1, 1)))
     with pytest.raises(BrokenChannel):
@@ -76,7 +153,7 @@ async def test_frames_written_while_corked_leave_together_at_uncork() -> None:
     os.set_blocking(read_fd, False)
     os.set_blocking(write_fd, False)
     broken: list[OSError] = []
-    writer = FrameWriter(write_fd, broken.append)
+    writer = FrameWriter(write_fd, broken.append, _no_task)
     frames = [encode(Reply(i, "x" * i)) for i in range(5)]
     writer.cork()
     for frame in frames:
@@ -98,7 +175,7 @@ async def test_uncorking_into_a_closed_pipe_reports_it_and_does_not_raise() -> N
     os.set_blocking(write_fd, False)
     os.close(read_fd)
     broken: list[OSError] = []
-    writer = FrameWriter(write_fd, broken.append)
+    writer = FrameWriter(write_fd, broken.append, _no_task)
     writer.cork()
     writer.write(encode(Reply(1, 1)))  # held: the break is not seen yet
     writer.uncork()
