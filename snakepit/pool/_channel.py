@@ -16,6 +16,9 @@ This is the hot path of every call, so it avoids what costs more than the pipe:
   asyncio it uses the loop's pipe transport, whose reader stays registered and
   calls back from the selector loop, so no task wakes up to read; elsewhere (trio)
   it loops on ``wait_readable``.
+- :func:`watch_pipe` does the same for a worker's stdout and stderr, without a
+  task of its own on asyncio (the loop calls back), so a worker costs the parent
+  no task for its logs.
 
 Both pipes are made large (:data:`PIPE_SIZE`) where Linux allows, so a big payload
 crosses in few system calls.
@@ -23,6 +26,7 @@ crosses in few system calls.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 from collections.abc import Callable, Coroutine
@@ -32,13 +36,24 @@ import anyio
 
 from snakepit.protocol import Frame
 
-__all__ = ("PIPE_SIZE", "BrokenChannel", "FrameWriter", "enlarge_pipe", "read_pipe")
+__all__ = (
+    "PIPE_SIZE",
+    "BrokenChannel",
+    "FrameWriter",
+    "enlarge_pipe",
+    "read_pipe",
+    "watch_pipe",
+)
 
 PIPE_SIZE = 1024 * 1024
 """The pipe buffer asked for (Linux ``F_SETPIPE_SZ``; 1 MiB is the default
 ``/proc/sys/fs/pipe-max-size``). Where refused, the pipe keeps its size."""
 
 _READ_SIZE = 256 * 1024
+#: A log pipe is read this much at a time.
+_LOG_READ_SIZE = 64 * 1024
+#: Most bytes :func:`watch_pipe`'s stop still reads from a pipe that has them.
+_LOG_DRAIN_LIMIT = 1024 * 1024
 #: Most buffers handed to one ``os.writev`` (Linux's IOV_MAX is 1024).
 _MAX_IOV = 512
 
@@ -243,39 +258,45 @@ async def read_pipe(fd: int, on_data: Callable[[bytes], None]) -> None:
 def _on_asyncio() -> bool:
     """Whether this task runs on an asyncio loop (anyio no longer needs sniffio,
     so neither do we)."""
-    import asyncio
+    return _running_asyncio_loop() is not None
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+
+class _PipeReader(asyncio.Protocol):
+    """What :func:`read_pipe` reads with on asyncio: a transport's callbacks."""
+
+    def __init__(
+        self,
+        on_data: Callable[[bytes], None],
+        ended: asyncio.Future[Exception | None],
+        lost: asyncio.Event,
+    ) -> None:
+        self._on_data = on_data
+        self._ended = ended
+        self._lost = lost
+
+    def data_received(self, data: bytes) -> None:
+        self._on_data(data)
+
+    def eof_received(self) -> None:
+        return None  # the transport closes and reports connection_lost
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost.set()
+        if not self._ended.done():
+            self._ended.set_result(exc)
 
 
 async def _read_pipe_asyncio(fd: int, on_data: Callable[[bytes], None]) -> None:
-    import asyncio
-
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[Exception | None] = loop.create_future()
     lost = asyncio.Event()  # the transport let go of (and closed) its fd
-
-    class _Reader(asyncio.Protocol):
-        def data_received(self, data: bytes) -> None:
-            on_data(data)
-
-        def eof_received(self) -> None:
-            return None  # the transport closes and reports connection_lost
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            lost.set()
-            if not ended.done():
-                ended.set_result(exc)
-
     # The transport gets a duplicate it may close as it likes (uvloop closes the
     # fd itself, whatever the file object says); *fd* stays the caller's.
     pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
     try:
-        transport, _ = await loop.connect_read_pipe(_Reader, pipe)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: _PipeReader(on_data, ended, lost), pipe
+        )
     except BaseException:
         pipe.close()
         raise
@@ -287,3 +308,94 @@ async def _read_pipe_asyncio(fd: int, on_data: Callable[[bytes], None]) -> None:
             await lost.wait()  # one loop turn: no fd outlives this call
     if exc is not None:
         raise exc if isinstance(exc, OSError) else OSError(str(exc))
+
+
+def watch_pipe(
+    fd: int,
+    on_data: Callable[[bytes], None],
+    on_end: Callable[[], None],
+    spawn: Callable[[Callable[[], Coroutine[Any, Any, None]]], object],
+) -> Callable[[], None]:
+    """Call *on_data* with each chunk read from the non-blocking pipe *fd*, and
+    *on_end* once: at end of file, at a read error, or at the returned stop.
+
+    On asyncio the loop calls back (``add_reader``), so no task is spent on it;
+    elsewhere (trio) a task started with *spawn* (a task group's ``start_soon``)
+    reads. The callbacks run in the event loop and must not block or raise.
+
+    The returned stop first reads what the pipe holds already (up to 1 MiB: a
+    worker's last lines, written as it exited), then stops watching; call it
+    before *fd* is closed. *fd* stays the caller's.
+    """
+    watch = _PipeWatch(fd, on_data, on_end)
+    loop = _running_asyncio_loop()
+    if loop is not None:
+        loop.add_reader(fd, watch.on_readable)
+        watch.unregister = lambda: loop.remove_reader(fd)
+    else:
+        spawn(watch.pump)
+    return watch.stop
+
+
+class _PipeWatch:
+    __slots__ = ("_ended", "_fd", "_on_data", "_on_end", "unregister")
+
+    def __init__(
+        self, fd: int, on_data: Callable[[bytes], None], on_end: Callable[[], None]
+    ) -> None:
+        self._fd = fd
+        self._on_data = on_data
+        self._on_end = on_end
+        self._ended = False
+        self.unregister: Callable[[], object] | None = None
+
+    def _read(self) -> bool | None:
+        """Read once: True if data came (and was handed on), None if the pipe
+        is empty for now, False at end of file or error."""
+        try:
+            data = os.read(self._fd, _LOG_READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return False
+        if not data:
+            return False
+        self._on_data(data)
+        return True
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            if self.unregister is not None:
+                self.unregister()
+            self._on_end()
+
+    def on_readable(self) -> None:
+        if self._read() is False:
+            self._end()
+
+    async def pump(self) -> None:
+        try:
+            while not self._ended:
+                await anyio.wait_readable(self._fd)
+                if self._read() is False:
+                    break
+        except (anyio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self._end()
+
+    def stop(self) -> None:
+        if self._ended:
+            return
+        for _ in range(_LOG_DRAIN_LIMIT // _LOG_READ_SIZE):
+            if not self._read():
+                break
+        self._end()
+
+
+def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -2,9 +2,11 @@
 
 Fork+exec happens in C (``anyio.open_process``), from the event-loop thread, never
 with a ``preexec_fn``. The protocol travels on two dedicated pipes passed with
-``pass_fds``; stdin is /dev/null and stdout/stderr are log pipes, so nothing user
-code prints can corrupt a frame. Each worker leads its own session, so a terminal's
-Ctrl-C reaches only the parent, which shuts down in order.
+``pass_fds``; stdin is /dev/null and stdout/stderr are log pipes made here (for a
+spawned and a forked worker alike), so nothing user code prints can corrupt a
+frame, and the parent reads them as it reads the replies. Each worker leads its
+own session, so a terminal's Ctrl-C reaches only the parent, which shuts down in
+order.
 """
 
 from __future__ import annotations
@@ -39,13 +41,18 @@ __all__ = ("Spawned", "spawn_worker", "worker_env")
 
 @attrs.define(eq=False)
 class Spawned:
-    """A freshly started worker process and the parent's ends of its pipes."""
+    """A freshly started worker process and the parent's ends of its pipes
+    (all non-blocking, all the caller's to close)."""
 
     process: Process | TemplateChild
-    #: Parent writes requests here (non-blocking).
+    #: Parent writes requests here.
     request_fd: int
-    #: Parent reads replies here (non-blocking).
+    #: Parent reads replies here.
     reply_fd: int
+    #: Parent reads the worker's stdout here.
+    stdout_fd: int
+    #: Parent reads the worker's stderr here.
+    stderr_fd: int
 
 
 @functools.cache
@@ -120,6 +127,9 @@ async def spawn_worker(
     """
     request_read, request_write = os.pipe()
     reply_read, reply_write = os.pipe()
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    child_ends = (request_read, reply_write, out_write, err_write)
     if env is None:
         env = worker_env(config, worker_id=worker_id, run_id=run_id, instance=instance)
     try:
@@ -137,54 +147,34 @@ async def spawn_worker(
         )
         process: Process | TemplateChild
         if template is not None:
-            process = await _fork_worker(
-                template, worker_flags(options), env, request_read, reply_write
-            )
+            process = await template.fork(worker_flags(options), env, child_ends)
         else:
             process = await anyio.open_process(
                 command_line(
                     options, python=config.python_executable or sys.executable
                 ),
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=out_write,
+                stderr=err_write,
                 env=dict(env),
                 start_new_session=True,
                 pass_fds=(request_read, reply_write),
             )
     except BaseException:
-        for fd in (request_read, request_write, reply_read, reply_write):
+        for fd in (*child_ends, request_write, reply_read, out_read, err_read):
             os.close(fd)
         raise
     # The child's ends must close here, or a dead worker's EOF never arrives.
-    os.close(request_read)
-    os.close(reply_write)
-    os.set_blocking(request_write, False)
-    os.set_blocking(reply_read, False)
+    for fd in child_ends:
+        os.close(fd)
+    for fd in (request_write, reply_read, out_read, err_read):
+        os.set_blocking(fd, False)
     enlarge_pipe(request_write)  # big payloads cross in fewer system calls
     enlarge_pipe(reply_read)
-    return Spawned(process=process, request_fd=request_write, reply_fd=reply_read)
-
-
-async def _fork_worker(
-    template: Template,
-    flags: list[str],
-    env: Mapping[str, str],
-    request_read: int,
-    reply_write: int,
-) -> TemplateChild:
-    """Have *template* fork the worker ``python -m snakepit.worker FLAGS`` would
-    start. It gets the same protocol pipes, plus stdout and stderr pipes made
-    here, since a fork has no ``subprocess`` to make them."""
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    try:
-        return await template.fork(
-            flags,
-            env,
-            (request_read, reply_write, out_write, err_write),
-            (out_read, err_read),
-        )
-    finally:
-        os.close(out_write)
-        os.close(err_write)
+    return Spawned(
+        process=process,
+        request_fd=request_write,
+        reply_fd=reply_read,
+        stdout_fd=out_read,
+        stderr_fd=err_read,
+    )

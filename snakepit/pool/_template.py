@@ -11,7 +11,7 @@ parent-death signal), which the pool replaces like any crashed worker.
 :class:`TemplateChild` stands for a forked worker where the pool expects anyio's
 ``Process``: its pid, its exit status (reported by the template, which keeps the
 child unreaped until the pool is done with it, so its process group cannot be
-reused under the pool's signals), and its stdout and stderr pipes.
+reused under the pool's signals).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -46,43 +46,12 @@ _EXIT_GRACE = 2.0
 _TAIL_LINES = 40
 
 
-class _PipeStream:
-    """An async iterator over what a pipe carries (a forked worker's stdout or
-    stderr), closed at end of file or by :meth:`close`."""
-
-    def __init__(self, fd: int) -> None:
-        os.set_blocking(fd, False)
-        self._fd = fd
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        while self._fd >= 0:
-            await anyio.wait_readable(self._fd)
-            try:
-                data = os.read(self._fd, 65536)
-            except BlockingIOError:
-                continue
-            if not data:
-                return
-            yield data
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            anyio.notify_closing(fd)
-            os.close(fd)
-
-
 class TemplateChild:
     """A worker forked by the template (the part of ``Process`` the pool uses)."""
 
-    def __init__(self, template: Template, pid: int, stdout: int, stderr: int) -> None:
+    def __init__(self, template: Template, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
-        self.stdout = _PipeStream(stdout)
-        self.stderr = _PipeStream(stderr)
         self._template = template
         self._exited = anyio.Event()
 
@@ -98,11 +67,9 @@ class TemplateChild:
         return self.returncode
 
     async def aclose(self) -> None:
-        """Wait for the exit, let the template reap the child, close its pipes."""
+        """Wait for the exit, then let the template reap the child."""
         await self.wait()
         self._template.reap(self.pid)
-        self.stdout.close()
-        self.stderr.close()
 
 
 @attrs.define(eq=False)
@@ -114,8 +81,6 @@ class _Fork:
     request: list[Any]
     #: The child's four descriptors (its starter's: they stay open until sent).
     fds: Sequence[int]
-    stdout: int
-    stderr: int
     done: anyio.Event = attrs.Factory(anyio.Event)
     child: TemplateChild | None = None
     error: str | None = None
@@ -192,11 +157,7 @@ class Template:
         self._done.set()
 
     async def fork(
-        self,
-        argv: Sequence[str],
-        env: Mapping[str, str],
-        fds: Sequence[int],
-        output: tuple[int, int],
+        self, argv: Sequence[str], env: Mapping[str, str], fds: Sequence[int]
     ) -> TemplateChild:
         """Fork a worker running ``python -m snakepit.worker ARGV`` with *env*.
 
@@ -206,31 +167,18 @@ class Template:
         spawned worker).
 
         *fds* are the child's request read, reply write, stdout and stderr ends;
-        the caller keeps (and closes) them. *output* are the read ends of the
-        child's stdout and stderr: the returned child owns them (they are closed
-        here if the fork fails).
+        the caller keeps (and closes) them.
 
         Raises:
             WorkerStartError: the template could not be started or could not fork.
         """
-        try:
-            instance = await self._ensure()
-        except BaseException:
-            for fd in output:
-                os.close(fd)
-            raise
+        instance = await self._ensure()
         token = next(self._tokens)
         # Only what differs from the template's own environment (the worker's
         # id, mostly): setting each variable again would cost every child
         # about a millisecond, in writes to pages it shares with the template.
         changed = {k: v for k, v in env.items() if self._env.get(k) != v}
-        pending = _Fork(
-            token=token,
-            request=[token, list(argv), changed],
-            fds=fds,
-            stdout=output[0],
-            stderr=output[1],
-        )
+        pending = _Fork(token=token, request=[token, list(argv), changed], fds=fds)
         instance.forks[token] = pending
         instance.outbox.append(pending)
         instance.outbox_filled.set()
@@ -241,10 +189,7 @@ class Template:
             instance.forks.pop(token, None)
             if pending in instance.outbox:  # never sent: its fds are closed next
                 instance.outbox.remove(pending)
-            if pending.child is None:
-                os.close(pending.stdout)
-                os.close(pending.stderr)
-            else:  # forked just as we gave up: nobody will run it
+            if pending.child is not None:  # forked just as we gave up: end it
                 self._abandon(instance, pending.child)
             raise
         if pending.child is not None:
@@ -252,8 +197,6 @@ class Template:
         instance.forks.pop(token, None)
         if pending in instance.outbox:
             instance.outbox.remove(pending)
-        os.close(pending.stdout)
-        os.close(pending.stderr)
         raise WorkerStartError(
             f"pool {self._config.name!r}: the template could not fork a worker: "
             f"{pending.error or 'no answer within startup_timeout'}",
@@ -442,7 +385,7 @@ class Template:
                 if pending is None:  # its starter gave up (cancelled): end it
                     self._disown(instance, pid)
                     continue
-                pending.child = TemplateChild(self, pid, pending.stdout, pending.stderr)
+                pending.child = TemplateChild(self, pid)
                 instance.children[pid] = pending.child
                 pending.done.set()
             for token, error in message["failed"]:
@@ -467,10 +410,8 @@ class Template:
             instance.ready.set()
 
     def _abandon(self, instance: _Instance, child: TemplateChild) -> None:
-        """End a child handed to a start that was then given up on: close its
-        output pipes and kill it (or, if it has exited already, reap it)."""
-        child.stdout.close()
-        child.stderr.close()
+        """End a child handed to a start that was then given up on: kill it (or,
+        if it has exited already, reap it)."""
         if instance.children.pop(child.pid, None) is None:
             return  # the template died, and the child with it
         if child.returncode is None:

@@ -63,7 +63,7 @@ from snakepit.protocol import (
 from snakepit.worker import ExitCode
 
 from ._ahead import CallTimes
-from ._channel import BrokenChannel, FrameWriter, read_pipe
+from ._channel import BrokenChannel, FrameWriter, read_pipe, watch_pipe
 from ._signal import Signal, new_signal
 from ._spawn import Spawned, spawn_worker
 from ._template import Template
@@ -153,6 +153,46 @@ class StreamFailure:
     """Put in a stream's channel in place of a chunk when the stream failed."""
 
     error: BaseException
+
+
+class _LogLines:
+    """A worker's stdout or stderr, logged line by line as it arrives (lines
+    longer than MAX_LOG_LINE are split). Never blocks the worker: the parent
+    reads the pipe as it fills."""
+
+    __slots__ = ("_buffer", "_done", "_level", "_name", "_worker")
+
+    def __init__(
+        self,
+        worker: WorkerProcess,
+        name: str,
+        level: int,
+        done: anyio.Event | None = None,
+    ) -> None:
+        self._worker = worker
+        self._name = name
+        self._level = level
+        #: Set at the end; a stream with one (stderr) keeps its tail for errors.
+        self._done = done
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        while len(self._buffer) > MAX_LOG_LINE:
+            lines.append(self._buffer[:MAX_LOG_LINE])
+            self._buffer = self._buffer[MAX_LOG_LINE:]
+        for raw in lines:
+            self._log(raw[:MAX_LOG_LINE])
+
+    def end(self) -> None:
+        if self._buffer:
+            self._log(self._buffer)
+            self._buffer = b""
+        if self._done is not None:
+            self._done.set()
+
+    def _log(self, raw: bytes) -> None:
+        self._worker._log_line(raw, self._level, self._name, self._done is not None)
 
 
 def _fail_stream(chunks: MemoryObjectSendStream[Any], failure: BaseException) -> None:
@@ -535,47 +575,38 @@ class WorkerProcess:
     # --- I/O tasks ---
 
     async def _io(self, scope: anyio.CancelScope) -> None:
-        assert self._spawned is not None
+        """Read the worker's replies and its logs until the reply pipe ends,
+        then close every pipe of it."""
+        spawned = self._spawned
+        assert spawned is not None
         assert self._writer is not None
-        process = self._spawned.process
+        stdout = _LogLines(self, "stdout", logging.INFO)
+        stderr = _LogLines(self, "stderr", logging.WARNING, done=self._stderr_done)
         try:
             with scope:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._drain, process.stdout, logging.INFO, None)
-                    tg.start_soon(
-                        self._drain, process.stderr, logging.WARNING, self._stderr_done
-                    )
-                    await self._read_replies()
-                    tg.cancel_scope.cancel()  # the log drains
+                    stops = [
+                        watch_pipe(fd, log.feed, log.end, tg.start_soon)
+                        for fd, log in (
+                            (spawned.stdout_fd, stdout),
+                            (spawned.stderr_fd, stderr),
+                        )
+                    ]
+                    try:
+                        await self._read_replies()
+                    finally:
+                        for stop in stops:
+                            stop()  # what the logs hold already is logged
+                        tg.cancel_scope.cancel()
         finally:
             self._stderr_done.set()
             self._io_done.set()
             with anyio.CancelScope(shield=True):
-                anyio.notify_closing(self._spawned.reply_fd)
-                os.close(self._spawned.reply_fd)
+                for fd in (spawned.reply_fd, spawned.stdout_fd, spawned.stderr_fd):
+                    anyio.notify_closing(fd)
+                    os.close(fd)
                 self._writer.close()
-                await process.aclose()
-
-    async def _drain(self, stream: Any, level: int, done: anyio.Event | None) -> None:
-        """Log a worker's stdout or stderr line by line, never blocking it."""
-        name = "stderr" if done is not None else "stdout"
-        buffer = b""
-        try:
-            async for data in stream:
-                buffer += data
-                *lines, buffer = buffer.split(b"\n")
-                while len(buffer) > MAX_LOG_LINE:
-                    lines.append(buffer[:MAX_LOG_LINE])
-                    buffer = buffer[MAX_LOG_LINE:]
-                for raw in lines:
-                    self._log_line(raw[:MAX_LOG_LINE], level, name, done is not None)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
-        finally:
-            if buffer:
-                self._log_line(buffer, level, name, done is not None)
-            if done is not None:
-                done.set()
+                await spawned.process.aclose()
 
     def _log_line(self, raw: bytes, level: int, name: str, keep: bool) -> None:
         line = raw.decode("utf-8", "replace").rstrip("\r")

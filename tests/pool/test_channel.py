@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from snakepit.pool._channel import BrokenChannel, FrameWriter, read_pipe
+from snakepit.pool._channel import BrokenChannel, FrameWriter, read_pipe, watch_pipe
 from snakepit.protocol import Reply, encode, encode_frame, frame_size
 
 pytestmark = pytest.mark.anyio
@@ -226,3 +226,82 @@ async def test_read_pipe_leaves_the_fd_to_its_caller(anyio_backend: object) -> N
     assert seen == b"x"
     os.fstat(read_fd)  # still ours: EBADF here is the bug
     os.close(read_fd)
+
+
+_ALL_LOOPS = pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        pytest.param("asyncio", id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+        pytest.param("trio", id="trio"),
+    ],
+)
+
+
+@_ALL_LOOPS
+async def test_watch_pipe_hands_over_every_byte_then_ends_once(
+    anyio_backend: object,
+) -> None:
+    """A worker's log pipe: every chunk, then one end at end of file, with no
+    task of its own on asyncio (the loop calls back)."""
+    if "uvloop" in str(anyio_backend):
+        pytest.importorskip("uvloop")
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    payload = os.urandom(300_000)
+    seen = bytearray()
+    ended = anyio.Event()
+    ends: list[int] = []
+    tasks: list[object] = []
+
+    def on_end() -> None:
+        ends.append(len(seen))
+        ended.set()
+
+    def write_all() -> None:
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(payload)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+
+            def spawn(pump: Any) -> None:
+                tasks.append(pump)
+                tg.start_soon(pump)
+
+            stop = watch_pipe(read_fd, seen.extend, on_end, spawn)
+            tg.start_soon(anyio.to_thread.run_sync, write_all)
+            await ended.wait()
+            stop()  # after the end: nothing more happens
+    os.close(read_fd)
+    assert bytes(seen) == payload
+    assert ends == [len(payload)]
+    assert len(tasks) == (1 if anyio_backend == "trio" else 0)
+
+
+@_ALL_LOOPS
+async def test_stopping_a_watch_reads_what_the_pipe_holds_then_ends(
+    anyio_backend: object,
+) -> None:
+    """Stopped as the reply pipe ends, a worker's last log lines (written as it
+    exited, still in the pipe) are read, not lost."""
+    if "uvloop" in str(anyio_backend):
+        pytest.importorskip("uvloop")
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    seen = bytearray()
+    ends: list[bytes] = []
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            stop = watch_pipe(
+                read_fd, seen.extend, lambda: ends.append(bytes(seen)), tg.start_soon
+            )
+            os.write(write_fd, b"last words\n")  # no loop turn to read them
+            stop()
+            stop()
+            os.write(write_fd, b"too late\n")
+            tg.cancel_scope.cancel()
+    os.close(write_fd)
+    os.close(read_fd)
+    assert ends == [b"last words\n"]
+    assert seen == b"last words\n"

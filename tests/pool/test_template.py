@@ -296,8 +296,13 @@ async def test_a_start_given_up_before_its_fork_is_sent_sends_nothing(
                 assert forked == [child.process.pid]
                 os.killpg(child.process.pid, signal.SIGKILL)
                 await child.process.aclose()
-                os.close(child.request_fd)
-                os.close(child.reply_fd)
+                for fd in (
+                    child.request_fd,
+                    child.reply_fd,
+                    child.stdout_fd,
+                    child.stderr_fd,
+                ):
+                    os.close(fd)
             finally:
                 template.close()
     assert len(os.listdir("/proc/self/fd")) == fds
