@@ -24,6 +24,12 @@ Threads, and who does what:
   tick (``LEND_TICK``) and hands it to a waiting thread, so a ``Ping`` or a
   ``Cancel`` waits at most two ticks behind a long call. Streams never borrow the
   lead: a ``Cancel`` must reach them between two chunks.
+- **Only within a stream of short calls.** The watchdog wakes up to start ticking
+  at the first lend, and at every tick: two wake-ups, against the one wake-up of
+  handing the lead on. So the lead is lent only while the watchdog ticks anyway
+  (a stream of lends is under way), or when the last call ran shorter than a
+  tick and ended less than a tick ago (a stream may be starting); a lone call, or
+  a call after a long one, hands the lead on instead.
 
 Every frame is encoded outside, and written whole under, one lock.
 
@@ -39,6 +45,7 @@ start in the order they arrived.
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import sys
@@ -193,6 +200,10 @@ class Runtime:
         self._lent = False  # the lead is lent to a running call
         self._lends = 0  # leads lent so far (the watchdog's clock of progress)
         self._watch_idle = False  # the watchdog sleeps until the next lend
+        #: When the last call ended, and whether it ran shorter than a tick
+        #: (whether lending the lead pays: see _lending_pays).
+        self._last_end = -math.inf
+        self._last_short = False
         self._closing = False  # the leader's own flag: no new calls
         self._shutdown = threading.Event()  # set under _state
 
@@ -313,7 +324,12 @@ class Runtime:
                 return None
             self._running += 1
             job = self._jobs.popleft()
-            lent = leading and self._running == threads and job[3] is None
+            lent = (
+                leading
+                and self._running == threads
+                and job[3] is None
+                and self._lending_pays()
+            )
             if lent:
                 self._lent = True
                 self._lends += 1
@@ -322,11 +338,20 @@ class Runtime:
                     self._state.notify_all()
         if leading and not lent:
             self._lead.release()
+        began = time.monotonic()
         frame = self._run_job(job)
         del job  # its arguments are garbage now
         self._write_or_exit(frame)
         del frame
-        return self._finished(ran=True, lent=lent)  # after its answer (see run())
+        # after its answer (see run())
+        return self._finished(ran=True, lent=lent, began=began)
+
+    def _lending_pays(self) -> bool:
+        """Whether to lend the lead to the call about to run (under _lock): the
+        watchdog ticks already, or the last call was short and just ended."""
+        return not self._watch_idle or (
+            self._last_short and time.monotonic() - self._last_end < LEND_TICK
+        )
 
     def _take_lent_lead(self) -> bool:
         """Take over a lead lent to a running call: a free thread reads instead."""
@@ -492,14 +517,19 @@ class Runtime:
             self._shutdown.set()
             self._state.notify_all()
 
-    def _finished(self, *, ran: bool = False, lent: bool = False) -> bool:
-        """Count an accepted call answered (and, if *ran*, no longer running).
-        If the lead was *lent* to it, take it back and return True, or return
-        False if it was taken over meanwhile."""
+    def _finished(
+        self, *, ran: bool = False, lent: bool = False, began: float = 0.0
+    ) -> bool:
+        """Count an accepted call answered (and, if *ran*, no longer running,
+        having started at *began*). If the lead was *lent* to it, take it back
+        and return True, or return False if it was taken over meanwhile."""
+        ended = time.monotonic() if ran else 0.0
         with self._lock:
             self._in_flight -= 1
             if ran:
                 self._running -= 1
+                self._last_end = ended
+                self._last_short = ended - began < LEND_TICK
             if self._in_flight == 0 and self._shutdown.is_set():
                 self._state.notify_all()  # the watchdog's drain is over
             if lent and self._lent:

@@ -315,8 +315,9 @@ def test_an_unknown_command_names_it_and_lists_the_commands(worker: Driver) -> N
     assert isinstance(error, Error)
     assert error.kind == "command_not_found"
     assert "'nope'" in error.message
-    assert "add, base_exception, blob, count, count_then_fail, echo, fail," in (
-        error.message
+    assert (
+        "add, base_exception, blob, busy_for, count, count_then_fail, echo, fail,"
+        in (error.message)
     )
 
 
@@ -565,6 +566,34 @@ def test_a_long_call_loses_its_lent_lead_and_one_thread_leads_again_after(
         worker.call("server_thread")
     names = [worker.call("server_thread").value for _ in range(20)]  # type: ignore[union-attr]
     assert _switches(names) <= 3, names
+
+
+def _voluntary_switches(pid: int, tid: int) -> int:
+    with open(f"/proc/{pid}/task/{tid}/status") as status:
+        for line in status:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches line")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_calls_longer_than_a_tick_never_wake_the_watchdog(worker: Driver) -> None:
+    """Lending the lead to a call that outlasts a tick wakes the watchdog twice
+    (at the lend, then to take the lead back) and another thread once more,
+    where handing the lead on costs one wake-up: a call after a long one, or
+    alone, is not lent, and the main thread (the watchdog) sleeps through."""
+    from snakepit.worker._runtime import LEND_TICK
+
+    pid = worker.proc.pid
+    worker.call("busy_for", seconds=3 * LEND_TICK)  # the watchdog settles idle
+    worker.call("busy_for", seconds=3 * LEND_TICK)
+    before = _voluntary_switches(pid, pid)
+    names = [
+        worker.call("busy_for", seconds=3 * LEND_TICK).value  # type: ignore[union-attr]
+        for _ in range(6)
+    ]
+    assert _voluntary_switches(pid, pid) - before <= 1
+    assert _switches(names) >= 4, names  # handed on at each call: threads alternate
 
 
 def test_a_saturated_thread_worker_still_answers_pings_and_calls(

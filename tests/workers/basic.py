@@ -64,6 +64,12 @@ class BasicAdapter(Adapter):
         """The name of the server thread running this call."""
         return threading.current_thread().name
 
+    @command
+    def busy_for(self, seconds: float) -> str:
+        """Take *seconds* (a call of a known length), then name the thread."""
+        time.sleep(seconds)
+        return threading.current_thread().name
+
     @command(name="setup_ran")
     def did_setup_run(self) -> bool:
         return self.setup_ran
