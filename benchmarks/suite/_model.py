@@ -46,6 +46,10 @@ class Settings:
     throughput_workers: tuple[int, ...] = (1, 2, 8)
     calls: int = 4_000
     warmup: int = 300
+    #: A throughput or latency row times at least this long: where --calls take
+    #: less, as many more as fill it (at 180,000 req/s, 4,000 calls are 22 ms,
+    #: a window one scheduling hiccup of the shared VM can halve).
+    min_window_s: float = 0.5
     # startup
     startup_workers: tuple[int, ...] = (2, 8, 32, 100, 250)
     #: From this many workers up, one round only (a start takes seconds there).
@@ -85,6 +89,7 @@ class Settings:
             throughput_workers=(1, 2),
             calls=500,
             warmup=50,
+            min_window_s=0.0,
             startup_workers=(2, 8),
             memory_workers=2,
             payload_sizes=(1 * KIB, 64 * KIB, 1 * MIB),

@@ -3,8 +3,11 @@
 Each contender runs with 1, 2 and 8 workers; ``latency`` times in-flight 1
 (submit, wait, repeat) and ``throughput`` in-flight 64. A job starts the pool,
 waits until every worker has answered, runs ``--warmup`` untimed calls at the
-highest in-flight, then times ``--calls`` calls at each in-flight. A row keeps
-its best round (highest req/s, with that round's latencies).
+highest in-flight, then times ``--calls`` calls at each in-flight; if they took
+less than ``min_window_s`` (0.5 s; none in a quick run), it times again as many
+calls as fill that (the fast contenders' 4,000 calls take 20-60 ms, a window one
+hiccup of a shared machine can halve). A row keeps its best round (highest
+req/s, with that round's latencies).
 
 ``snakepit(thread)`` runs N worker processes x 2 threads. ``raw-pipe(blocking)``
 is the in-flight 1 baseline (one call outstanding, round-robin over the
@@ -14,6 +17,7 @@ over the children).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -145,6 +149,12 @@ def run_job(
         session.closed_loop(ADD, settings.warmup, max(inflights))
         for inflight in inflights:
             timing = session.closed_loop(ADD, settings.calls, inflight)
+            if timing.elapsed_s < settings.min_window_s:
+                # that was a calibration: time a window long enough
+                calls = math.ceil(
+                    settings.calls * settings.min_window_s / timing.elapsed_s
+                )
+                timing = session.closed_loop(ADD, calls, inflight)
             found.append(
                 Record(
                     section=_section(inflight),
