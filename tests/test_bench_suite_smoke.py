@@ -264,3 +264,39 @@ def test_a_wrong_result_fails_the_closed_loop() -> None:
     )
     assert (timing.calls, timing.inflight) == (10, 2)
     assert timing.p50_ms <= timing.p99_ms <= timing.max_ms
+
+
+def test_a_row_too_fast_for_its_calls_is_timed_again_over_the_minimum_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """4,000 calls of the raw pipe take 22 ms: a window one hiccup halves. The
+    first timing then only calibrates a second one that fills min_window_s."""
+    import contextlib
+
+    from benchmarks.suite import smallcalls
+    from benchmarks.suite._contenders import RAW_PIPELINED, SNAKEPIT_PROCESS
+    from benchmarks.suite._drivers import Timing
+    from benchmarks.suite._model import Settings
+
+    timed: list[int] = []
+
+    class FastSession:
+        startup_s = 0.1
+
+        def closed_loop(self, task: object, calls: int, inflight: int) -> Timing:
+            timed.append(calls)
+            seconds = calls / 200_000  # as fast as the raw pipe
+            return Timing.of([seconds / calls] * calls, seconds, inflight=inflight)
+
+    monkeypatch.setattr(
+        smallcalls, "opened", lambda c, w: contextlib.nullcontext(FastSession())
+    )
+    settings = Settings(calls=4_000, warmup=300, min_window_s=0.5)
+    params = {"workers": 2, "inflights": [64], "round": 1}
+    [record] = smallcalls.run_job(RAW_PIPELINED, params, settings)
+    assert timed == [300, 4_000, 100_000]  # warm-up, calibration, the window
+    assert record.metrics["calls"] == 100_000
+    timed.clear()
+    quick = Settings.quick_variant()  # no minimum window: one timing per row
+    smallcalls.run_job(SNAKEPIT_PROCESS, {**params, "inflights": [1]}, quick)
+    assert timed == [quick.warmup, quick.calls]
