@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 import anyio
 import psutil
@@ -34,6 +35,23 @@ def template_of(pool: object) -> psutil.Process:
     assert template.ppid() == os.getpid()
     assert "--template" in template.cmdline()
     return template
+
+
+def _on_forked(
+    monkeypatch: pytest.MonkeyPatch, seen: Callable[[list[int]], None]
+) -> None:
+    """Call *seen* with the pids of each ``forked`` answer of the template, just
+    before the pool hears it."""
+    from snakepit.pool._template import Template
+
+    on_message = Template._on_message
+
+    def hooked(self: Template, instance: object, message: dict) -> None:
+        if message.get("op") == "forked":
+            seen([pid for _, pid in message["pids"]])
+        on_message(self, instance, message)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Template, "_on_message", hooked)
 
 
 async def test_workers_are_forked_from_one_template_that_imported_the_adapter() -> None:
@@ -158,15 +176,12 @@ async def test_a_fork_answered_as_its_start_is_given_up_is_killed_and_closed(
     config = PoolConfig(adapter_module=CHAOS, start_method="template")
     starting = anyio.CancelScope()
     forked: list[int] = []
-    on_message = Template._on_message
 
-    def cancel_when_forked(self: Template, instance: object, message: dict) -> None:
-        if message.get("op") == "forked":
-            forked.extend(pid for _, pid in message["pids"])
-            starting.cancel()  # the start gives up just before the answer
-        on_message(self, instance, message)  # type: ignore[arg-type]
+    def cancel_when_forked(pids: list[int]) -> None:
+        forked.extend(pids)
+        starting.cancel()  # the start gives up just before the answer
 
-    monkeypatch.setattr(Template, "_on_message", cancel_when_forked)
+    _on_forked(monkeypatch, cancel_when_forked)
     fds = len(os.listdir("/proc/self/fd"))
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
@@ -204,18 +219,10 @@ async def test_forks_asked_together_go_out_in_few_messages(
 ) -> None:
     """A pool's start asks for its forks in the same loop turn: they reach the
     template FORKS_PER_MESSAGE at a time, and it answers once per message."""
-    from snakepit.pool._template import Template
     from snakepit.worker._template import FORKS_PER_MESSAGE
 
     answers: list[int] = []
-    on_message = Template._on_message
-
-    def count(self: Template, instance: object, message: dict) -> None:
-        if message.get("op") == "forked":
-            answers.append(len(message["pids"]))
-        on_message(self, instance, message)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Template, "_on_message", count)
+    _on_forked(monkeypatch, lambda pids: answers.append(len(pids)))
     size = FORKS_PER_MESSAGE + 3
     with anyio.fail_after(60):
         async with open_pool(
@@ -261,15 +268,8 @@ async def test_a_start_given_up_before_its_fork_is_sent_sends_nothing(
         await send_forks(self, instance)  # type: ignore[arg-type]
 
     forked: list[int] = []
-    on_message = Template._on_message
-
-    def record(self: Template, instance: object, message: dict) -> None:
-        if message.get("op") == "forked":
-            forked.extend(pid for _, pid in message["pids"])
-        on_message(self, instance, message)  # type: ignore[arg-type]
-
     monkeypatch.setattr(Template, "_send_forks", held_back)
-    monkeypatch.setattr(Template, "_on_message", record)
+    _on_forked(monkeypatch, forked.extend)
     fds = len(os.listdir("/proc/self/fd"))
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
