@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import anyio
 import psutil
@@ -15,6 +17,12 @@ import pytest
 from snakepit.exceptions import ConfigError, PoolUnavailable, WorkerCrashed
 from snakepit.pool import open_pool
 from snakepit.telemetry import capture_events
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from snakepit.config import PoolConfig
+    from snakepit.pool._template import Template
 
 pytestmark = [
     pytest.mark.anyio,
@@ -52,6 +60,25 @@ def _on_forked(
         on_message(self, instance, message)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Template, "_on_message", hooked)
+
+
+@contextlib.asynccontextmanager
+async def _template_alone(
+    config: PoolConfig,
+) -> AsyncIterator[tuple[Template, TaskGroup]]:
+    """A pool's template with no pool around it, and the task group it runs
+    in; closed (and waited for) on exit."""
+    from snakepit.pool._spawn import worker_env
+    from snakepit.pool._template import Template
+
+    async with anyio.create_task_group() as tg:
+        template = await tg.start(
+            Template(config, worker_env(config, worker_id="w-1"), None).run
+        )
+        try:
+            yield template, tg
+        finally:
+            template.close()  # its run() is shielded until then
 
 
 async def test_workers_are_forked_from_one_template_that_imported_the_adapter() -> None:
@@ -170,8 +197,7 @@ async def test_a_fork_answered_as_its_start_is_given_up_is_killed_and_closed(
     arrives (the cancel first): the child must be killed and reaped, and its
     output pipes closed; they were left open until the pool ended."""
     from snakepit.config import PoolConfig
-    from snakepit.pool._spawn import spawn_worker, worker_env
-    from snakepit.pool._template import Template
+    from snakepit.pool._spawn import spawn_worker
 
     config = PoolConfig(adapter_module=CHAOS, start_method="template")
     starting = anyio.CancelScope()
@@ -184,20 +210,14 @@ async def test_a_fork_answered_as_its_start_is_given_up_is_killed_and_closed(
     _on_forked(monkeypatch, cancel_when_forked)
     fds = len(os.listdir("/proc/self/fd"))
     with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            template = await tg.start(
-                Template(config, worker_env(config, worker_id="w-1"), None).run
-            )
-            try:
-                with starting:
-                    await spawn_worker(config, worker_id="w-1", template=template)
-                assert starting.cancelled_caught
-                assert len(forked) == 1
-                # killed, and reaped by the template (a zombie would still exist)
-                child = psutil.Process(forked[0])
-                await anyio.to_thread.run_sync(child.wait, 10)
-            finally:
-                template.close()  # its run() is shielded until then
+        async with _template_alone(config) as (template, _):
+            with starting:
+                await spawn_worker(config, worker_id="w-1", template=template)
+            assert starting.cancelled_caught
+            assert len(forked) == 1
+            # killed, and reaped by the template (a zombie would still exist)
+            child = psutil.Process(forked[0])
+            await anyio.to_thread.run_sync(child.wait, 10)
     assert len(os.listdir("/proc/self/fd")) == fds  # the child's pipes are closed
 
 
@@ -255,7 +275,7 @@ async def test_a_start_given_up_before_its_fork_is_sent_sends_nothing(
     """A start cancelled while its fork waits to be sent takes it back: the
     template never forks it and every descriptor of it is closed."""
     from snakepit.config import PoolConfig
-    from snakepit.pool._spawn import spawn_worker, worker_env
+    from snakepit.pool._spawn import spawn_worker
     from snakepit.pool._template import Template
 
     config = PoolConfig(adapter_module=CHAOS, start_method="template")
@@ -272,37 +292,31 @@ async def test_a_start_given_up_before_its_fork_is_sent_sends_nothing(
     _on_forked(monkeypatch, forked.extend)
     fds = len(os.listdir("/proc/self/fd"))
     with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            template = await tg.start(
-                Template(config, worker_env(config, worker_id="w-1"), None).run
-            )
-            try:
-                with anyio.CancelScope() as starting:
+        async with _template_alone(config) as (template, tg):
+            with anyio.CancelScope() as starting:
 
-                    async def give_up_once_queued() -> None:
-                        while not template._current or not template._current.outbox:
-                            await anyio.lowlevel.checkpoint()
-                        queued.set()
-                        starting.cancel()
+                async def give_up_once_queued() -> None:
+                    while not template._current or not template._current.outbox:
+                        await anyio.lowlevel.checkpoint()
+                    queued.set()
+                    starting.cancel()
 
-                    tg.start_soon(give_up_once_queued)
-                    await spawn_worker(config, worker_id="w-1", template=template)
-                assert queued.is_set() and starting.cancelled_caught
-                assert template._current is not None
-                assert template._current.outbox == []
-                release.set()
-                # the template still forks what is asked next, and only that
-                child = await spawn_worker(config, worker_id="w-2", template=template)
-                assert forked == [child.process.pid]
-                os.killpg(child.process.pid, signal.SIGKILL)
-                await child.process.aclose()
-                for fd in (
-                    child.request_fd,
-                    child.reply_fd,
-                    child.stdout_fd,
-                    child.stderr_fd,
-                ):
-                    os.close(fd)
-            finally:
-                template.close()
+                tg.start_soon(give_up_once_queued)
+                await spawn_worker(config, worker_id="w-1", template=template)
+            assert queued.is_set() and starting.cancelled_caught
+            assert template._current is not None
+            assert template._current.outbox == []
+            release.set()
+            # the template still forks what is asked next, and only that
+            child = await spawn_worker(config, worker_id="w-2", template=template)
+            assert forked == [child.process.pid]
+            os.killpg(child.process.pid, signal.SIGKILL)
+            await child.process.aclose()
+            for fd in (
+                child.request_fd,
+                child.reply_fd,
+                child.stdout_fd,
+                child.stderr_fd,
+            ):
+                os.close(fd)
     assert len(os.listdir("/proc/self/fd")) == fds
