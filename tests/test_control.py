@@ -87,6 +87,23 @@ def read_until(fd: int, buffer: bytearray, done: Any, deadline: float) -> bool:
     return True
 
 
+def _process_state(pid: int) -> str:
+    """Why a process may not have ended: its state, signal masks and wait
+    channel, from /proc."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            lines = [
+                line.strip()
+                for line in status
+                if line.startswith(("State", "SigBlk", "SigIgn", "SigCgt", "Threads"))
+            ]
+        with open(f"/proc/{pid}/wchan") as wchan:
+            lines.append(f"wchan: {wchan.read()}")
+    except OSError as exc:
+        return f"pid {pid}: {exc}"
+    return f"pid {pid} still running: " + "; ".join(lines)
+
+
 def snakepit_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*SNAKEPIT, *args],
@@ -213,6 +230,7 @@ def test_stats_and_top_show_a_running_application(tmp_path: Path) -> None:
         read_until(
             master, screen, lambda _: top.poll() is not None, time.monotonic() + 30
         )
+        assert top.poll() is not None, _process_state(top.pid)
         assert top.wait(timeout=30) == 0, ANSI.sub(b"", bytes(screen)).decode()
         assert b"Traceback" not in screen
 
