@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import importlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -253,7 +254,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--interval must be a positive number of seconds")
         from snakepit._top import run_top
 
-        return run_top(args.config, args.socket, args.interval)
+        code = run_top(args.config, args.socket, args.interval)
+        # A screen is all top leaves behind: end here, without the interpreter's
+        # finalization, which was seen spinning (running, no signal handlers
+        # left) for over a minute after a Ctrl-C in a terminal.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if args.command == "doctor":
         from snakepit._doctor import run_doctor
 
