@@ -258,7 +258,7 @@ async def read_pipe(fd: int, on_data: Callable[[bytes], None]) -> None:
 def _on_asyncio() -> bool:
     """Whether this task runs on an asyncio loop (anyio no longer needs sniffio,
     so neither do we)."""
-    return _running_asyncio_loop() is not None
+    return asyncio._get_running_loop() is not None
 
 
 class _PipeReader(asyncio.Protocol):
@@ -328,7 +328,7 @@ def watch_pipe(
     before *fd* is closed. *fd* stays the caller's.
     """
     watch = _PipeWatch(fd, on_data, on_end)
-    loop = _running_asyncio_loop()
+    loop = asyncio._get_running_loop()
     if loop is not None:
         loop.add_reader(fd, watch.on_readable)
         watch.unregister = lambda: loop.remove_reader(fd)
@@ -392,10 +392,3 @@ class _PipeWatch:
             if not self._read():
                 break
         self._end()
-
-
-def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
