@@ -160,19 +160,23 @@ class _LogLines:
     longer than MAX_LOG_LINE are split). Never blocks the worker: the parent
     reads the pipe as it fills."""
 
-    __slots__ = ("_buffer", "_done", "_level", "_name", "_worker")
+    __slots__ = ("_buffer", "_done", "_level", "_name", "_tail", "_worker_id")
 
     def __init__(
         self,
-        worker: WorkerProcess,
+        worker_id: str,
         name: str,
         level: int,
+        *,
+        tail: collections.deque[str] | None = None,
         done: anyio.Event | None = None,
     ) -> None:
-        self._worker = worker
+        self._worker_id = worker_id
         self._name = name
         self._level = level
-        #: Set at the end; a stream with one (stderr) keeps its tail for errors.
+        #: Where its last lines are kept (stderr's, to explain a failure).
+        self._tail = tail
+        #: Set at the end.
         self._done = done
         self._buffer = b""
 
@@ -192,7 +196,10 @@ class _LogLines:
             self._done.set()
 
     def _log(self, raw: bytes) -> None:
-        self._worker._log_line(raw, self._level, self._name, self._done is not None)
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        if self._tail is not None:
+            self._tail.append(line)
+        logger.log(self._level, "[%s %s] %s", self._worker_id, self._name, line)
 
 
 def _fail_stream(chunks: MemoryObjectSendStream[Any], failure: BaseException) -> None:
@@ -580,8 +587,14 @@ class WorkerProcess:
         spawned = self._spawned
         assert spawned is not None
         assert self._writer is not None
-        stdout = _LogLines(self, "stdout", logging.INFO)
-        stderr = _LogLines(self, "stderr", logging.WARNING, done=self._stderr_done)
+        stdout = _LogLines(self.id, "stdout", logging.INFO)
+        stderr = _LogLines(
+            self.id,
+            "stderr",
+            logging.WARNING,
+            tail=self._stderr_tail,
+            done=self._stderr_done,
+        )
         try:
             with scope:
                 async with anyio.create_task_group() as tg:
@@ -607,12 +620,6 @@ class WorkerProcess:
                     os.close(fd)
                 self._writer.close()
                 await spawned.process.aclose()
-
-    def _log_line(self, raw: bytes, level: int, name: str, keep: bool) -> None:
-        line = raw.decode("utf-8", "replace").rstrip("\r")
-        if keep:
-            self._stderr_tail.append(line)
-        logger.log(level, "[%s %s] %s", self.id, name, line)
 
     async def _read_replies(self) -> None:
         """Dispatch the worker's messages as they arrive, until end of file."""
