@@ -285,6 +285,16 @@ def run_stats(
     return 0
 
 
+def _ctrl_c_stops() -> None:
+    """Make Ctrl-C stop ``snakepit top`` even if it was started with SIGINT
+    ignored or blocked (both survive ``exec``: a background job of a script,
+    a supervisor's child), since Ctrl-C is the only way it ends."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def run_top(config: str | None, socket: str | None, interval: float = 1.0) -> int:
     """``snakepit top``: redraw a snapshot every *interval* seconds until Ctrl-C
     (exit 0) or until the application stops (exit 0); 1 if none answers at the
@@ -295,6 +305,7 @@ def run_top(config: str | None, socket: str | None, interval: float = 1.0) -> in
     except ImportError:
         print("snakepit top needs the rich library: " + INSTALL_HINT, file=sys.stderr)
         return 1
+    _ctrl_c_stops()
     path = _socket_path(config, socket, "snakepit top")
     if path is None:
         return 1
